@@ -1,0 +1,39 @@
+# The two set-up commands of the README:
+#   make demo   install into .venv and run the whole pipeline on generated demo data
+#   make test   install into .venv and run the test suite (what .ci/run calls)
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export GX_ANALYTICS_ENABLED := false
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test install lint constraints clean
+
+install: $(STAMP)
+
+$(STAMP): constraints.txt setup.cfg pyproject.toml
+	@command -v java >/dev/null || { echo "Java 17 is needed by Spark: apt-get install -y openjdk-17-jre-headless"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=24" "setuptools>=68" wheel
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ostap demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check jobs dags tests bench
+
+# Re-resolve the pinned set (needs the registries; review the diff before committing).
+constraints:
+	rm -rf /tmp/ostap-resolve && $(PYTHON) -m venv /tmp/ostap-resolve
+	/tmp/ostap-resolve/bin/pip install -q -e '.[dev]'
+	/tmp/ostap-resolve/bin/pip freeze --exclude-editable | grep -v '^ostap' > constraints.txt.new
+	@echo "review constraints.txt.new and move it over constraints.txt"
+
+clean:
+	rm -rf $(VENV) warehouse *.egg-info

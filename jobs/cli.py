@@ -1,0 +1,91 @@
+"""The `ostap` command line. Each command lives in its own module under `jobs/` and exposes
+
+    HELP: str                      one line for `ostap --help`
+    add_arguments(parser) -> None
+    run(args) -> int | None
+
+Errors the user can act on (OstapError) print as one line; `--verbose` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from jobs.errors import OstapError
+
+# command name -> module; modules are imported only when their command runs (keeps --help fast).
+COMMANDS: dict[str, str] = {
+    "demo": "jobs.demo",
+    "generate": "jobs.generate",
+    "snapshot": "jobs.snapshot",
+    "targets": "jobs.targets",
+    "forecast": "jobs.forecast",
+    "recommend": "jobs.recommend",
+    "validate": "jobs.validate",
+    "ddl": "jobs.ddl",
+}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--warehouse", metavar="URI",
+                        help="warehouse root (default: $OSTAP_WAREHOUSE or ./warehouse)")
+    common.add_argument("--master", metavar="URL",
+                        help="Spark master (default: $OSTAP_SPARK_MASTER or local[*])")
+    common.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark setting, repeatable")
+    common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ostap",
+        description="ostap: batch ML platform (ODS snapshots, scoring targets, forecasts, recommendations).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = _common_options()
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "cmdstanpy", "prophet", "great_expectations"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.warehouse:
+        # Every job resolves tables through config.warehouse_root(), which reads this.
+        os.environ["OSTAP_WAREHOUSE"] = args.warehouse
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    try:
+        return int(args._module.run(args) or 0)
+    except OstapError as exc:
+        if args.verbose:
+            raise
+        print(f"ostap {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ostap {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence of a CLI
+        if args.verbose:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"ostap {args.command}: unexpected error: {type(exc).__name__}: {first} "
+              "(rerun with --verbose for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,11 @@
+"""`ostap forecast`: placeholder, being written in this session."""
+
+HELP = "forecast (not yet available)"
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(args) -> int:
+    raise NotImplementedError

@@ -1,0 +1,68 @@
+"""The one SparkSession factory every job uses."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from jobs import config
+
+# Small enough for a 2-core laptop, large enough for a cluster; AQE coalesces further.
+DEFAULT_SHUFFLE_PARTITIONS = "16"
+
+
+def session_conf(master: str | None = None, conf: dict[str, str] | None = None) -> dict[str, str]:
+    """The settings a job's session gets; `conf` (from --conf) wins over the defaults."""
+    settings = {
+        "spark.master": config.spark_master(master),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": DEFAULT_SHUFFLE_PARTITIONS,
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        # Dynamic overwrite replaces only the partitions a job writes.
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.parquet.compression.codec": "snappy",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.sql.warehouse.dir": os.path.join(config.warehouse_root(), "_spark_catalog")
+        if config.is_local(config.warehouse_root())
+        else config.warehouse_root() + "/_spark_catalog",
+    }
+    settings.update(conf or {})
+    return settings
+
+
+def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str, str] | None = None):
+    """Get or create the SparkSession with ostap's defaults.
+
+    Under spark-submit the master is already set by the launcher; we keep it then.
+    """
+    from pyspark.sql import SparkSession
+
+    # Workers must run the same Python as the driver (the project's virtualenv).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    settings = session_conf(master, conf)
+    if master is None and _launched_by_spark_submit():
+        # spark-submit already chose the master (--master); do not override it.
+        settings.pop("spark.master")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(os.environ.get("OSTAP_SPARK_LOG_LEVEL", "WARN"))
+    return spark
+
+
+def _launched_by_spark_submit() -> bool:
+    # spark-submit starts python with PYSPARK_GATEWAY_PORT set to its running JVM.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def spark_for(args, app_name: str):
+    """The session for a CLI command, honouring its --master and --conf options."""
+    from jobs.config import parse_conf
+
+    return get_spark(app_name, master=getattr(args, "master", None), conf=parse_conf(getattr(args, "conf", [])))

@@ -1,0 +1,110 @@
+"""Reading and publishing table partitions so that a partition appears whole or not at all.
+
+Publishing writes the partition to a staging folder beside the table, then swaps it in with
+directory renames through the Hadoop FileSystem API (atomic on HDFS and local disk, a
+copy on object stores). A reader sees the previous partition, or (for a moment during the
+swap of a rerun) none, never a partial one. Staging and trash folders start with `_`, which
+Spark, DuckDB and pyarrow all skip when they discover partitions.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from jobs.tables import Table
+
+
+def _fs(spark, path: str):
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark, path: str) -> bool:
+    fs, hpath = _fs(spark, path)
+    return fs.exists(hpath)
+
+
+def delete_path(spark, path: str) -> None:
+    fs, hpath = _fs(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def list_partitions(spark, table: Table, root: str | None = None) -> list[str]:
+    """Partition values of a table that are published (have a _SUCCESS marker), sorted."""
+    fs, hpath = _fs(spark, table.path(root))
+    if not fs.exists(hpath):
+        return []
+    prefix = f"{table.partition}="
+    values = []
+    for status in fs.listStatus(hpath):
+        name = status.getPath().getName()
+        if status.isDirectory() and name.startswith(prefix):
+            if fs.exists(spark._jvm.org.apache.hadoop.fs.Path(status.getPath(), "_SUCCESS")):
+                values.append(name[len(prefix):])
+    return sorted(values)
+
+
+def publish_partition(df, table: Table, value: str, root: str | None = None, run_id: str | None = None,
+                      validate: bool = True) -> str:
+    """Check `df` against the table's data-quality suite, then write it (without the partition
+    column) as partition `value` of `table` by staged swap.
+
+    A failed critical expectation raises DataQualityError and nothing is written.
+    Returns the final partition path.
+    """
+    spark = df.sparkSession
+    run_id = run_id or uuid.uuid4().hex[:12]
+    if validate:
+        from jobs import quality  # Great Expectations loads only in jobs that publish
+
+        quality.gate(df, table, value, run_id=run_id, root=root)
+    final = table.partition_path(value, root)
+    staging = f"{table.path(root)}/_staging_{table.partition}={value}.{run_id}"
+    trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
+    columns = [c for c in df.columns if c != table.partition]
+    df.select(*columns).write.mode("overwrite").parquet(staging)
+
+    fs, final_path = _fs(spark, final)
+    jvm = spark._jvm
+    staging_path = jvm.org.apache.hadoop.fs.Path(staging)
+    trash_path = jvm.org.apache.hadoop.fs.Path(trash)
+    had_previous = fs.exists(final_path)
+    if had_previous and not fs.rename(final_path, trash_path):
+        raise RuntimeError(f"could not move the previous partition {final} aside")
+    if not fs.rename(staging_path, final_path):
+        if had_previous:
+            fs.rename(trash_path, final_path)
+        raise RuntimeError(f"could not move the staged partition into {final}")
+    if had_previous:
+        fs.delete(trash_path, True)
+    return final
+
+
+def read_partition(spark, table: Table, value: str, root: str | None = None):
+    """A published partition as a DataFrame with the registry's schema (partition column excluded)."""
+    return spark.read.schema(table.spark_schema()).parquet(table.partition_path(value, root))
+
+
+def append_records(spark, table: Table, rows: list[dict] | None, value: str, root: str | None = None, df=None):
+    """Append rows to an append-log table (dq.*) under partition `value`.
+
+    Each append is its own Parquet file set in the partition, written to staging and moved in,
+    so earlier records are never rewritten and a crash leaves no partial file visible.
+    """
+    if df is None:
+        df = spark.createDataFrame(rows or [], schema=table.spark_schema())
+    run = uuid.uuid4().hex[:12]
+    staging = f"{table.path(root)}/_staging_append.{run}"
+    df.select(*table.columns).write.mode("overwrite").parquet(staging)
+    fs, part_path = _fs(spark, table.partition_path(value, root))
+    jvm = spark._jvm
+    fs.mkdirs(part_path)
+    staged = jvm.org.apache.hadoop.fs.Path(staging)
+    for status in fs.listStatus(staged):
+        name = status.getPath().getName()
+        if name.endswith(".parquet"):
+            fs.rename(status.getPath(), jvm.org.apache.hadoop.fs.Path(part_path, f"{run}-{name}"))
+    fs.create(jvm.org.apache.hadoop.fs.Path(part_path, "_SUCCESS"), True).close()
+    fs.delete(staged, True)

@@ -1,0 +1,106 @@
+"""The foundation every job uses: registry, DDL, CLI, SparkSession factory, partition publishing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import config, storage, tables
+from jobs.cli import COMMANDS, build_parser, main
+from jobs.ddl import render
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_registry_covers_every_entity_in_three_zones():
+    for entity in tables.ENTITIES:
+        for zone in ("raw", "ods", "state"):
+            assert f"{zone}.{entity}" in tables.TABLES
+        raw, ods = tables.TABLES[f"raw.{entity}"], tables.TABLES[f"ods.{entity}"]
+        assert raw.columns[:3] == ["ods_dt", "ods_seq", "ods_type"]
+        assert set(raw.keys) <= set(raw.columns)
+        # a snapshot row is the payload plus the winning change's position
+        assert ods.columns[-2:] == ["ods_dt", "ods_seq"]
+        assert "ods_type" not in ods.columns
+
+
+def test_every_schema_parses_as_spark_ddl(spark):
+    for t in tables.TABLES.values():
+        assert [f.name for f in t.spark_schema().fields] == t.columns, t.qualified
+
+
+def test_sql_ddl_files_match_the_registry():
+    expected = render()
+    on_disk = {p.name: p.read_text() for p in (REPO / "sql" / "ddl").glob("*.sql")}
+    assert on_disk == expected, "sql/ddl is stale: run `ostap ddl --write`"
+
+
+def test_unknown_table_and_entity_are_clear_errors():
+    with pytest.raises(tables.OstapError, match="unknown table 'nope'"):
+        tables.table("nope")
+    with pytest.raises(tables.OstapError, match="unknown entity 'nope'"):
+        tables.entity_keys("nope")
+    assert tables.table("scoring_targets").qualified == "marts.scoring_targets"
+
+
+def test_warehouse_root_and_conf(monkeypatch, tmp_path):
+    monkeypatch.setenv("OSTAP_WAREHOUSE", "hdfs://nn:8020/ostap/")
+    assert config.warehouse_root() == "hdfs://nn:8020/ostap"
+    monkeypatch.delenv("OSTAP_WAREHOUSE")
+    monkeypatch.chdir(tmp_path)
+    assert config.warehouse_root() == str(tmp_path / "warehouse")
+    assert config.parse_conf(["a.b=1", "c = x=y"]) == {"a.b": "1", "c": "x=y"}
+    with pytest.raises(tables.OstapError, match="expected key=value"):
+        config.parse_conf(["novalue"])
+
+
+def test_session_defaults_and_conf_override():
+    from jobs.spark import session_conf
+
+    conf = session_conf(master="local[1]", conf={"spark.sql.shuffle.partitions": "3"})
+    assert conf["spark.master"] == "local[1]"
+    assert conf["spark.sql.session.timeZone"] == "UTC"
+    assert conf["spark.sql.adaptive.enabled"] == "true"
+    assert conf["spark.sql.shuffle.partitions"] == "3"
+
+
+def test_live_session_is_utc(spark):
+    assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
+    assert spark.sql("select cast(timestamp'2024-01-01 00:00:00' as bigint) as s").first().s == 1704067200
+
+
+def test_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "jobs", "--help"], capture_output=True, text=True, check=True)
+    for name in COMMANDS:
+        assert name in out.stdout
+    parser = build_parser()
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args([name, "--help"])
+        assert exit_info.value.code == 0
+
+
+def test_publish_is_a_staged_swap(spark, warehouse):
+    t = tables.Table("demo_swap", "marts", ("id",), "id bigint, v string")
+    first = spark.createDataFrame([(1, "a"), (2, "b")], t.spark_schema())
+    storage.publish_partition(first, t, "2024-01-01", validate=False)
+    second = spark.createDataFrame([(3, "c")], t.spark_schema())
+    storage.publish_partition(second, t, "2024-01-01", validate=False)
+    rows = storage.read_partition(spark, t, "2024-01-01").collect()
+    assert [(r.id, r.v) for r in rows] == [(3, "c")]
+    assert storage.list_partitions(spark, t) == ["2024-01-01"]
+    leftovers = [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")]
+    assert leftovers == []
+    # readers that discover partitions (Spark, DuckDB) see exactly the published ones
+    assert spark.read.parquet(t.path()).count() == 1
+
+
+def test_append_records_keeps_earlier_records(spark, warehouse):
+    t = tables.TABLES["dq.rejects"]
+    storage.append_records(spark, t, [{"entity": "x", "reason": "r1", "row_json": "{}", "run_id": "a"}], "2024-01-01")
+    storage.append_records(spark, t, [{"entity": "x", "reason": "r2", "row_json": "{}", "run_id": "b"}], "2024-01-01")
+    reasons = sorted(r.reason for r in storage.read_partition(spark, t, "2024-01-01").collect())
+    assert reasons == ["r1", "r2"]
