@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobs import config, storage, tables
-from jobs.cli import COMMANDS, build_parser, main
+from jobs.cli import COMMANDS, build_parser
 from jobs.ddl import render
 
 REPO = Path(__file__).resolve().parent.parent

@@ -1,0 +1,33 @@
+"""
+### ods_snapshot_daily
+
+Rebuilds the as-of snapshot of every ODS source entity for the run's date `ds` (the day whose
+changes are complete: the timetable is a data-interval cron, so the run for `ds` starts at
+00:00 UTC of the next day). Entities run in parallel; each task computes the snapshot
+incrementally from the previous day's state (falling back to a full rebuild when there is none),
+checks it with its Great Expectations suite and publishes `ods/<entity>/ds=<ds>` atomically.
+
+`published` is the final task other DAGs can wait on.
+"""
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, CronDataIntervalTimetable
+
+from jobs.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job
+from jobs.tables import ENTITIES
+
+with DAG(
+    dag_id="ods_snapshot_daily",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+    doc_md=__doc__,
+    tags=dag_tags("ods", "daily"),
+    **DAG_DEFAULTS,
+) as dag:
+    published = EmptyOperator(task_id="published")
+    for entity in ENTITIES:
+        snapshot = spark_job(
+            f"snapshot_{entity}",
+            "snapshot", "--entity", entity, "--ds", "{{ ds }}", "--incremental",
+            outlets=[asset(f"ods.{entity}")],
+        )
+        snapshot >> published

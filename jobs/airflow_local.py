@@ -1,0 +1,65 @@
+"""The embedded Airflow of ostap: standalone, SQLite, LocalExecutor, the project's DAGs.
+
+Everything lives under one folder (default `<repo>/.airflow`, `OSTAP_AIRFLOW_HOME` overrides),
+configured only through environment variables, so the same settings serve `make airflow`,
+`ostap demo` and the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DAGS = REPO / "dags"
+
+
+def airflow_home() -> Path:
+    return Path(os.environ.get("OSTAP_AIRFLOW_HOME", REPO / ".airflow")).resolve()
+
+
+def airflow_env(home: Path | None = None, spark_master: str = "local[*]", warehouse: str | None = None) -> dict:
+    """Environment for running the `airflow` CLI (and the Spark tasks it starts) on this project."""
+    from jobs import config
+
+    home = home or airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    venv_bin = str(Path(sys.executable).parent)
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__API__PORT": os.environ.get("OSTAP_AIRFLOW_PORT", "8080"),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
+        # spark_default points at local[*] in the embedded setup; a cluster only changes this.
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
+        "OSTAP_WAREHOUSE": config.warehouse_root(warehouse),
+        "GX_ANALYTICS_ENABLED": "false",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+        "NO_PROXY": "*",
+    })
+    return env
+
+
+def airflow(*args: str, env: dict | None = None, check: bool = True, capture: bool = False, timeout=None):
+    """Run the `airflow` CLI of this virtualenv with the project's environment."""
+    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+    return subprocess.run(cmd, env=env or airflow_env(), check=check, text=True,
+                          capture_output=capture, timeout=timeout)
+
+
+def migrate(env: dict | None = None) -> None:
+    airflow("db", "migrate", env=env, capture=True)
