@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install lint constraints clean
+.PHONY: demo test install lint constraints clean airflow
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The Airflow UI with the project's DAGs (standalone, SQLite, LocalExecutor).
+airflow: $(STAMP)
+	$(BIN)/python -m jobs.airflow_local
 
 lint: $(STAMP)
 	$(BIN)/ruff check jobs dags tests bench

@@ -63,3 +63,24 @@ def airflow(*args: str, env: dict | None = None, check: bool = True, capture: bo
 
 def migrate(env: dict | None = None) -> None:
     airflow("db", "migrate", env=env, capture=True)
+
+
+def standalone() -> int:
+    """Start the embedded Airflow (api-server, scheduler, dag-processor, triggerer) in the foreground."""
+    env = airflow_env()
+    home = Path(env["AIRFLOW_HOME"])
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    passwords = home / "simple_auth_manager_passwords.json"
+    if not passwords.exists():
+        # A local, single-user install: a known login is friendlier than a generated one.
+        passwords.write_text(json.dumps({"admin": "admin"}))
+    migrate(env)
+    port = env["AIRFLOW__API__PORT"]
+    print(f"Airflow UI: http://localhost:{port}  login: admin / {json.loads(passwords.read_text())['admin']}\n"
+          f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}. Ctrl-C stops it.",
+          flush=True)
+    return airflow("standalone", env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(standalone())

@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "forecast": "jobs.forecast",
     "recommend": "jobs.recommend",
     "validate": "jobs.validate",
+    "tables": "jobs.tables_cmd",
+    "query": "jobs.query",
     "ddl": "jobs.ddl",
 }
 

@@ -104,3 +104,28 @@ def test_append_records_keeps_earlier_records(spark, warehouse):
     storage.append_records(spark, t, [{"entity": "x", "reason": "r2", "row_json": "{}", "run_id": "b"}], "2024-01-01")
     reasons = sorted(r.reason for r in storage.read_partition(spark, t, "2024-01-01").collect())
     assert reasons == ["r1", "r2"]
+
+
+def test_tables_and_query_read_published_partitions(spark, warehouse, capsys, tmp_path):
+    from jobs import catalog
+    from jobs.cli import main
+
+    t = tables.TABLES["marts.sales_plan"]
+    import datetime as dt
+
+    rows = [(1, dt.date(2024, 6, 1), 100.0, 1.1, 110.0), (2, dt.date(2024, 6, 1), 50.0, 1.1, 55.0)]
+    storage.publish_partition(spark.createDataFrame(rows, t.spark_schema()), t, "2024-06-01", validate=False)
+    storage.publish_partition(spark.createDataFrame(rows[:1], t.spark_schema()), t, "2024-07-01", validate=False)
+    assert ("marts.sales_plan", "2024-06-01", 2) in catalog.partition_counts()
+    assert ("marts.sales_plan", "2024-07-01", 1) in catalog.partition_counts()
+
+    assert main(["query", "select store_id, plan from marts.sales_plan where ds = '2024-06-01' order by 1"]) == 0
+    out = capsys.readouterr().out
+    assert "110.0" in out and "55.0" in out
+    csv = tmp_path / "plan.csv"
+    assert main(["query", "select * from marts.sales_plan", "--csv", str(csv)]) == 0
+    assert len(csv.read_text().strip().splitlines()) == 1 + 3
+    assert main(["query", "select * from marts.no_such_table"]) == 2
+    assert "query failed" in capsys.readouterr().err
+    assert main(["tables", "--zone", "marts"]) == 0
+    assert "marts.sales_plan  2024-07-01  1" in capsys.readouterr().out
