@@ -7,10 +7,14 @@ configured only through environment variables, so the same settings serve `make 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +38,8 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        # Each Spark task is a JVM using the machine's cores; more at once only thrashes 2 cores.
+        "AIRFLOW__CORE__PARALLELISM": os.environ.get("OSTAP_AIRFLOW_PARALLELISM", "2"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
@@ -63,6 +68,42 @@ def airflow(*args: str, env: dict | None = None, check: bool = True, capture: bo
 
 def migrate(env: dict | None = None) -> None:
     airflow("db", "migrate", env=env, capture=True)
+
+
+@contextlib.contextmanager
+def api_server(env: dict, timeout: float = 180):
+    """Run an Airflow api-server for the duration of the block and point `env` at it.
+
+    Airflow 3 tasks report to the Execution API, so `airflow dags test --use-executor`
+    (the LocalExecutor, running independent tasks in parallel) needs one.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env["AIRFLOW__API__PORT"] = str(port)
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "api-server.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "--port", str(port),
+                                 "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2)
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"the Airflow api-server did not start; see {log_path}") from None
+                    time.sleep(1)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def standalone() -> int:
