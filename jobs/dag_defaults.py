@@ -19,7 +19,7 @@ OWNER = "ostap"
 
 DEFAULT_ARGS = {
     "owner": OWNER,
-    "retries": 2,
+    "retries": int(os.environ.get("OSTAP_TASK_RETRIES", "2")),
     "retry_delay": timedelta(minutes=5),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=30),
