@@ -1,0 +1,262 @@
+"""The data-quality gate: suites from expectations/, bad inputs refused before publishing, results recorded.
+
+Each bad input goes through storage.publish_partition (the path every job takes) and must give a
+DataQualityError naming table, expectation, column and an offending value, leave no published
+partition, and leave a failed row in dq.validation_results. The suites are read from
+expectations/, never rebuilt here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import quality, storage
+from jobs.errors import DataQualityError
+from jobs.tables import TABLES, published_tables
+
+DS = "2024-03-01"
+PREVIOUS_DS = "2024-02-29"
+EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations"
+# Spark's name of each DDL type in the registry (what expect_column_values_to_be_of_type compares).
+SPARK_TYPE_NAMES = {"bigint": "LongType", "int": "IntegerType", "string": "StringType", "double": "DoubleType",
+                    "date": "DateType", "timestamp": "TimestampType", "boolean": "BooleanType"}
+
+# Values that satisfy the documented semantics of a column (tables.py descriptions).
+GOOD_VALUES = {
+    "river_bank": lambda i: ["left", "right"][i % 2],
+    "status": lambda i: ["open", "signed", "lost"][i % 3],
+    "outcome": lambda i: ["shown", "viewed", "rejected", "deal"][i % 4],
+    "phone_source": lambda i: ["client", "application"][i % 2],
+    "target": lambda i: i % 2,
+    "bad_flag": lambda i: i % 2,
+    "model": lambda i: "lightfm",
+    "arm": lambda i: ["treatment", "control"][i % 2],
+    "phone_hash": lambda i: f"{i:064x}",
+    "msisdn": lambda i: f"+7 916 000-00-{i:02d}",
+    "ambition": lambda i: 1.1,
+    "rank": lambda i: 1,
+    "k": lambda i: 10,
+    "term_months": lambda i: 12,
+    "floor": lambda i: 2,
+    "yhat_lower": lambda i: 90.0,
+    "yhat": lambda i: 100.0,
+    "yhat_upper": lambda i: 110.0,
+    "area_min": lambda i: 50.0,
+    "area_max": lambda i: 150.0,
+    "positives_ratio": lambda i: 0.5,
+    "severity": lambda i: "warning",
+}
+
+
+FORECAST_TABLES = ("sales_forecast", "forecast_backtest")
+
+
+def _good_value(column: str, ddl_type: str, i: int, day: dt.date, table_name: str):
+    if column == "model" and table_name in FORECAST_TABLES:
+        return ["lin3", "prophet", "ensemble"][i % 3]
+    if column in GOOD_VALUES:
+        return GOOD_VALUES[column](i)
+    if ddl_type in ("bigint", "int"):
+        return i + 1
+    if ddl_type == "double":
+        return 10.0 * (i + 1)
+    if ddl_type == "string":
+        return f"{column}-{i}"
+    if ddl_type == "boolean":
+        return i % 2 == 0
+    if ddl_type == "date":
+        return day - dt.timedelta(days=30 + i)
+    if ddl_type == "timestamp":
+        return dt.datetime.combine(day, dt.time(10, 0)) - dt.timedelta(minutes=i)
+    raise AssertionError(f"no good value for {column} {ddl_type}")
+
+
+def good_frame(spark, table, n: int = 3, ds: str = DS):
+    """n rows that respect the table's schema, keys and documented semantics."""
+    from jobs.tables import _split_ddl
+
+    day = dt.date.fromisoformat(ds)
+    columns = [part.split(" ", 1) for part in _split_ddl(table.schema)]
+    rows = [tuple(_good_value(name, ddl.strip(), i, day, table.name) for name, ddl in columns) for i in range(n)]
+    return spark.createDataFrame(rows, table.spark_schema())
+
+
+def premises(spark, n: int = 3, ds: str = DS):
+    return good_frame(spark, TABLES["ods.premises"], n, ds)
+
+
+def recorded(spark, root, ds: str = DS):
+    path = f"{root}/dq/validation_results/ds={ds}"
+    return [r.asDict() for r in spark.read.parquet(path).collect()] if Path(path).exists() else []
+
+
+def assert_refused(spark, root, df, expectation: str, column: str, *fragments: str, ds: str = DS):
+    table = TABLES["ods.premises"]
+    with pytest.raises(DataQualityError) as caught:
+        storage.publish_partition(df, table, ds, root=str(root))
+    message = str(caught.value)
+    for part in ("ods.premises", expectation, f"column {column}" if column else "table", *fragments):
+        assert part in message, f"{part!r} not in {message!r}"
+    assert "\n" not in message
+    assert ds not in storage.list_partitions(spark, table, str(root))
+    failed = [r for r in recorded(spark, root, ds) if not r["success"]]
+    assert any(r["expectation"] == expectation and r["column_name"] == column and r["severity"] == "critical"
+               and r["table_name"] == "ods.premises" for r in failed), failed
+    return message
+
+
+# ------------------------------------------------------------------------------------ the suites
+
+def test_every_published_table_has_a_suite_true_to_the_registry(spark):
+    from pyspark.sql.types import StructType
+
+    for table in published_tables():
+        path = EXPECTATIONS / f"{table.zone}.{table.name}.json"
+        assert path.exists(), f"{table.qualified} has no suite {path}"
+        suite = json.loads(path.read_text())
+        expectations = suite["expectations"]
+        assert all(e["meta"]["severity"] in ("critical", "warning") for e in expectations), path
+        registry = {f.name: type(f.dataType).__name__ for f in StructType.fromDDL(table.schema).fields}
+        types = {e["kwargs"]["column"]: e["kwargs"]["type_"] for e in expectations
+                 if e["type"] == "expect_column_values_to_be_of_type"}
+        assert types == registry, path
+        column_sets = [e["kwargs"]["column_set"] for e in expectations
+                       if e["type"] == "expect_table_columns_to_match_set"]
+        assert [sorted(c) for c in column_sets] == [sorted(registry)], path
+        for key in table.keys:
+            assert {"type": "expect_column_values_to_not_be_null", "column": key, "severity": "critical"} in [
+                {"type": e["type"], "column": e["kwargs"].get("column"), "severity": e["meta"]["severity"]}
+                for e in expectations], f"{path}: key {key} may be null"
+        if table.keys:
+            unique = [e for e in expectations if e["type"] in (
+                "expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")]
+            assert any(e["kwargs"].get("column_list", [e["kwargs"].get("column")]) == list(table.keys)
+                       for e in unique), f"{path}: key {table.keys} not unique"
+        quality._build_suite(suite, path)  # every expectation is one GX can build
+
+
+def test_registry_types_spelled_as_spark_names_agree(spark):
+    # The independent spelling above (SPARK_TYPE_NAMES) and Spark's parser agree on every registry type.
+    from pyspark.sql.types import StructType
+
+    for ddl, name in SPARK_TYPE_NAMES.items():
+        assert type(StructType.fromDDL(f"c {ddl}").fields[0].dataType).__name__ == name
+
+
+@pytest.mark.parametrize("name", [t.qualified for t in published_tables()])
+def test_a_good_partition_passes_its_suite(spark, warehouse, name):
+    table = TABLES[name]
+    n = 1 if name == "marts.target_recovery" else 3
+    verdict = quality.validate(good_frame(spark, table, n), table, DS, root=str(warehouse), record=False)
+    assert verdict.passed, verdict.summary()
+    assert verdict.failed_warnings == [], verdict.summary()
+    assert verdict.rows == n
+
+
+# ------------------------------------------------------------------------------------ bad inputs
+
+def test_null_key_is_refused(spark, warehouse):
+    from pyspark.sql import functions as F
+
+    df = premises(spark).withColumn("premise_id", F.when(F.col("premise_id") == 2, None).otherwise(F.col("premise_id")))
+    assert_refused(spark, warehouse, df, "expect_column_values_to_not_be_null", "premise_id", "e.g. [NULL]")
+
+
+def test_value_out_of_range_is_refused(spark, warehouse):
+    from pyspark.sql import functions as F
+
+    df = premises(spark).withColumn("area", F.when(F.col("premise_id") == 2, -42.5).otherwise(F.col("area")))
+    message = assert_refused(spark, warehouse, df, "expect_column_values_to_be_between", "area", "-42.5",
+                             "1 of 3 rows")
+    assert "min_value=0" in message
+
+
+def test_missing_column_is_refused(spark, warehouse):
+    message = assert_refused(spark, warehouse, premises(spark).drop("price"),
+                             "expect_table_columns_to_match_set", "", "missing ['price']")
+    assert message.index("expect_table_columns_to_match_set") < message.index("column price")
+
+
+def test_renamed_column_is_refused(spark, warehouse):
+    assert_refused(spark, warehouse, premises(spark).withColumnRenamed("area", "area_m2"),
+                   "expect_table_columns_to_match_set", "", "missing ['area']", "unexpected ['area_m2']")
+
+
+def test_wrong_type_column_is_refused(spark, warehouse):
+    from pyspark.sql import functions as F
+
+    df = premises(spark).withColumn("floor", F.col("floor").cast("string"))
+    assert_refused(spark, warehouse, df, "expect_column_values_to_be_of_type", "floor",
+                   "type_=IntegerType", "observed StringType")
+
+
+def test_empty_input_is_refused(spark, warehouse):
+    df = spark.createDataFrame([], TABLES["ods.premises"].spark_schema())
+    assert_refused(spark, warehouse, df, "expect_table_row_count_to_be_between", "", "rows=0")
+
+
+def test_row_count_collapse_against_the_previous_day_is_refused(spark, warehouse, monkeypatch):
+    # Ten rows make a meaningful baseline here; by default the band needs 100 (tiny tables swing).
+    monkeypatch.setenv("OSTAP_DQ_MIN_PREVIOUS_ROWS", "10")
+    table = TABLES["ods.premises"]
+    storage.publish_partition(premises(spark, 10, PREVIOUS_DS), table, PREVIOUS_DS, root=str(warehouse))
+    message = assert_refused(spark, warehouse, premises(spark, 4), "expect_table_row_count_to_be_between", "",
+                             "rows=4", f"previous ds={PREVIOUS_DS} rows=10", "min_value=5")
+    assert "1 critical expectation(s) failed" in message
+    assert storage.list_partitions(spark, table, str(warehouse)) == [PREVIOUS_DS]
+    # Within the band (5 of 10 rows = 0.5x) the same day publishes.
+    storage.publish_partition(premises(spark, 5), table, DS, root=str(warehouse))
+    assert storage.list_partitions(spark, table, str(warehouse)) == [PREVIOUS_DS, DS]
+
+
+def test_warnings_are_recorded_and_the_partition_is_published(spark, warehouse):
+    from pyspark.sql import functions as F
+
+    table = TABLES["ods.premises"]
+    df = premises(spark).withColumn("floor", F.when(F.col("premise_id") == 1, 999).otherwise(F.col("floor")))
+    storage.publish_partition(df, table, DS, root=str(warehouse), run_id="warnrun")
+    assert storage.list_partitions(spark, table, str(warehouse)) == [DS]
+    rows = [r for r in recorded(spark, warehouse) if r["run_id"] == "warnrun"]
+    suite = json.loads((EXPECTATIONS / "ods.premises.json").read_text())
+    assert len(rows) == len(suite["expectations"])
+    assert [(r["expectation"], r["column_name"], r["severity"]) for r in rows if not r["success"]] == [
+        ("expect_column_values_to_be_between", "floor", "warning")]
+    index = warehouse / "reports" / "data_docs" / "index.html"
+    page = next((warehouse / "reports" / "data_docs" / "validations" / "ods.premises" / f"ds={DS}").glob(
+        "warnrun.passed.html"))
+    assert "warnrun" in index.read_text() and "floor" in page.read_text()
+
+
+def test_a_table_without_a_suite_is_refused(spark, warehouse, monkeypatch, tmp_path):
+    monkeypatch.setenv("OSTAP_EXPECTATIONS_DIR", str(tmp_path))
+    table = TABLES["ods.premises"]
+    with pytest.raises(DataQualityError, match="ods.premises has no expectation suite"):
+        storage.publish_partition(premises(spark), table, DS, root=str(warehouse))
+    assert storage.list_partitions(spark, table, str(warehouse)) == []
+
+
+# ------------------------------------------------------------------------------------ CLI, imports
+
+def test_ostap_validate_prints_a_verdict(spark, warehouse, capsys):
+    from jobs import cli
+
+    table = TABLES["marts.recommendations"]
+    storage.publish_partition(good_frame(spark, table), table, DS, root=str(warehouse))
+    assert cli.main(["validate", "--table", "recommendations", "--ds", DS, "--run-id", "byhand"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"marts.recommendations ds={DS}: PASSED") and "rows=3" in out
+    assert any(r["run_id"] == "byhand" for r in recorded(spark, warehouse))
+    assert cli.main(["validate", "--table", "recommendations", "--ds", "2024-03-02"]) == 2
+    assert "no published partition ds=2024-03-02" in capsys.readouterr().err
+
+
+def test_jobs_modules_do_not_import_great_expectations():
+    code = ("import sys, jobs.quality, jobs.validate, jobs.storage, jobs.cli; jobs.cli.build_parser(); "
+            "assert 'great_expectations' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
