@@ -55,8 +55,23 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
         "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
         "NO_PROXY": "*",
+        "OSTAP_PII_KEY": os.environ.get("OSTAP_PII_KEY") or _local_pii_key(home),
     })
     return env
+
+
+def _local_pii_key(home: Path) -> str:
+    """The phone-hash key of this embedded install: random, made once, kept outside the code.
+
+    Production sets OSTAP_PII_KEY on the workers (or the Airflow Variable ostap_pii_key).
+    """
+    import secrets
+
+    path = home / "pii_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def airflow(*args: str, env: dict | None = None, check: bool = True, capture: bool = False, timeout=None):

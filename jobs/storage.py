@@ -64,7 +64,11 @@ def publish_partition(df, table: Table, value: str, root: str | None = None, run
     staging = f"{table.path(root)}/_staging_{table.partition}={value}.{run_id}"
     trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
     columns = [c for c in df.columns if c != table.partition]
-    df.select(*columns).write.mode("overwrite").parquet(staging)
+    try:
+        df.select(*columns).write.mode("overwrite").parquet(staging)
+    finally:
+        # The gate cached df so that validation and this write compute it once.
+        df.unpersist()
 
     fs, final_path = _fs(spark, final)
     jvm = spark._jvm
