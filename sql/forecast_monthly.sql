@@ -1,0 +1,9 @@
+-- Sales per store and calendar month (daily, weekly or monthly input rows alike).
+-- Months at or after the forecast month are dropped later, per store, so that a store with
+-- no history at all is still reported instead of vanishing here.
+SELECT
+  store_id,
+  CAST(trunc(sale_date, 'MM') AS DATE) AS month,
+  SUM(sales)                           AS sales
+FROM {source}
+GROUP BY store_id, trunc(sale_date, 'MM')

@@ -1,0 +1,253 @@
+"""`ostap forecast`: models against hand-computed values, backtest, champion choice, short and
+zero histories, determinism, the real retail series, and the Spark path end to end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs import forecast_models as fm
+
+RETAIL = "/work/shared/data/retail_sales.csv"
+
+
+def _series(values, start="2020-01-01") -> pd.Series:
+    return pd.Series(np.asarray(values, dtype=float),
+                     index=pd.date_range(start, periods=len(values), freq="MS"))
+
+
+# ---------------------------------------------------------------- models by hand
+
+def test_lin3_is_the_least_squares_line_through_the_last_three_months():
+    # last three: 10, 14, 15 at x = 0, 1, 2 -> slope 2.5, value at x=1 is the mean 13
+    assert fm.lin3(np.array([99.0, 10, 14, 15]), 3).tolist() == [18.0, 20.5, 23.0]
+    # a flat end stays flat; a V shape has slope (c - a) / 2 = 0
+    assert fm.lin3(np.array([5.0, 5, 5]), 2).tolist() == [5.0, 5.0]
+    assert fm.lin3(np.array([4.0, 1, 4]), 1).tolist() == [3.0]
+
+
+def test_snaive_repeats_the_same_month_a_year_before():
+    y = np.arange(1, 15, dtype=float)  # 14 months: 1..14; last year = 3..14
+    assert fm.snaive(y, 3).tolist() == [3.0, 4.0, 5.0]
+    assert fm.snaive(y, 14).tolist() == [3.0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 3, 4]
+
+
+def test_metrics_by_hand_and_zero_actuals():
+    actual, predicted = np.array([100.0, 0.0, 50.0]), np.array([90.0, 5.0, 60.0])
+    assert fm.wape(actual, predicted) == pytest.approx(25 / 150)
+    assert fm.mape(actual, predicted) == pytest.approx((0.1 + 0.2) / 2)  # zero month skipped
+    assert math.isnan(fm.wape(np.zeros(3), np.ones(3)))
+    assert math.isnan(fm.mape(np.zeros(3), np.ones(3)))
+
+
+def test_monthly_history_sums_months_fills_gaps_and_stops_before_the_forecast_month():
+    days = pd.to_datetime(["2024-01-03", "2024-01-20", "2024-03-05", "2024-04-01"])
+    months = days.to_period("M").to_timestamp()
+    history = fm.monthly_history(pd.Series(months), pd.Series([1.0, 2.0, 4.0, 100.0]), pd.Timestamp("2024-04-01"))
+    assert history.index.strftime("%Y-%m").tolist() == ["2024-01", "2024-02", "2024-03"]
+    assert history.tolist() == [3.0, 0.0, 4.0]
+
+
+def test_backtest_errors_and_choice_match_a_hand_computation():
+    # 8 months, horizon 2, origins 2: origin 0 trains on 6 months and scores months 7-8,
+    # origin 1 trains on 5 months and scores months 6-7.
+    y = [10.0, 12, 11, 13, 15, 14, 16, 20]
+    settings = fm.ForecastSettings(horizon=2, origins=2, models=("lin3", "naive"))
+    result = fm.forecast_store(_series(y), settings)
+    bt = result.backtest.set_index("model")
+    # lin3 origin 0: last3 13,15,14 -> mean 14, slope 0.5 -> 15, 15.5 vs 16, 20: |1| + |4.5|
+    # lin3 origin 1: last3 11,13,15 -> mean 13, slope 2 -> 17, 19 vs 14, 16: |3| + |3|
+    assert bt.loc["lin3", "wape"] == pytest.approx((1 + 4.5 + 3 + 3) / (16 + 20 + 14 + 16))
+    assert bt.loc["lin3", "mape"] == pytest.approx((1 / 16 + 4.5 / 20 + 3 / 14 + 3 / 16) / 4)
+    # naive origin 0: 14, 14 vs 16, 20 -> 2 + 6; origin 1: 15, 15 vs 14, 16 -> 1 + 1
+    assert bt.loc["naive", "wape"] == pytest.approx((2 + 6 + 1 + 1) / 66)
+    assert bt["origins"].tolist() == [2, 2]
+    assert result.chosen == "naive" and bt.loc["naive", "chosen"] and not bt.loc["lin3", "chosen"]
+    fc = result.forecasts
+    # the final lin3 forecast: last3 14, 16, 20 -> mean 50/3, slope 3
+    assert fc[fc.model == "lin3"]["yhat"].tolist() == pytest.approx([50 / 3 + 6, 50 / 3 + 9])
+
+
+# ---------------------------------------------------------------- short, zero, negative
+
+
+def test_short_histories_fall_back_and_say_so():
+    settings = fm.ForecastSettings(horizon=3, origins=6)
+    two = fm.forecast_store(_series([5.0, 7.0]), settings)
+    assert set(two.forecasts.model) == {"naive"} and two.chosen == "naive"
+    assert any("lin3: not fitted (2 months of history, needs 3)" in n for n in two.notes)
+    assert two.forecasts.yhat.tolist() == [7.0, 7.0, 7.0]
+
+    fourteen = fm.forecast_store(_series(np.arange(1, 15)), settings)
+    assert set(fourteen.forecasts.model) == {"lin3", "naive", "snaive"}
+    assert any("prophet: not fitted (14 months of history, needs 25)" in n for n in fourteen.notes)
+    bt = fourteen.backtest.set_index("model")
+    assert bt.loc["prophet", "origins"] == 0 and math.isnan(bt.loc["prophet", "wape"])
+    assert bt.loc["snaive", "origins"] == 0  # 14 - 3 - i < 12 for every origin
+    assert fourteen.chosen in {"lin3", "naive"}  # only fully backtested models may be chosen
+
+
+def test_zero_and_negative_months_never_crash():
+    settings = fm.ForecastSettings(horizon=3, origins=3)
+    zeros = fm.forecast_store(_series(np.zeros(30)), settings)
+    assert zeros.chosen == "lin3"  # no evidence: the analysts' baseline
+    assert (zeros.forecasts.yhat == 0).all()
+    assert zeros.backtest.wape.isna().all()
+
+    rng = np.random.default_rng(7)
+    mixed = 100 + 30 * np.sin(np.arange(30) / 12 * 2 * np.pi) + rng.normal(0, 5, 30)
+    mixed[[3, 10, 28]] = [0.0, -20.0, 0.0]  # returns and closed months
+    result = fm.forecast_store(_series(mixed), settings)
+    assert set(result.forecasts.model) == set(fm.MODEL_ORDER)
+    assert np.isfinite(result.forecasts[["yhat", "yhat_lower", "yhat_upper"]].to_numpy()).all()
+    assert (result.forecasts.yhat_lower <= result.forecasts.yhat).all()
+    assert (result.forecasts.yhat <= result.forecasts.yhat_upper).all()
+
+
+def test_fit_store_frame_reports_a_store_without_history():
+    pdf = pd.DataFrame({"store_id": [9], "month": [pd.Timestamp("2024-06-01")], "sales": [5.0]})
+    out = fm.fit_store_frame(pdf, pd.Timestamp("2024-06-01"), fm.ForecastSettings())
+    assert out.kind.tolist() == ["skipped"] and out.columns.tolist() == fm.RESULT_COLUMNS
+
+
+# ---------------------------------------------------------------- Prophet on real data
+
+
+def _retail() -> pd.Series:
+    frame = pd.read_csv(RETAIL, parse_dates=["ds"])
+    return pd.Series(frame["y"].to_numpy(dtype=float), index=pd.DatetimeIndex(frame["ds"]))
+
+
+@pytest.mark.skipif(not os.path.exists(RETAIL), reason="shared retail_sales.csv not present")
+def test_chosen_model_beats_lin3_on_us_retail_sales():
+    result = fm.forecast_store(_retail(), fm.ForecastSettings(horizon=3, origins=6))
+    bt = result.backtest.set_index("model")
+    assert bt["origins"].tolist() == [6] * len(fm.MODEL_ORDER)
+    chosen_wape = bt.loc[result.chosen, "wape"]
+    assert chosen_wape == bt["wape"].min()
+    # Recomputed from the raw series: lin3's error over the same 6 origins x 3 months.
+    y = _retail().to_numpy()
+    errors, actuals = [], []
+    for i in range(6):
+        cut = len(y) - 3 - i
+        last = y[cut - 3:cut]
+        line = np.polyfit([0, 1, 2], last, 1)
+        errors += list(np.abs(y[cut:cut + 3] - np.polyval(line, [3, 4, 5])))
+        actuals += list(y[cut:cut + 3])
+    assert bt.loc["lin3", "wape"] == pytest.approx(sum(errors) / sum(actuals))
+    assert chosen_wape < 0.5 * bt.loc["lin3", "wape"]  # the December peak defeats a 3-month line
+    assert result.chosen in {"prophet", "ensemble", "snaive"}
+
+
+@pytest.mark.skipif(not os.path.exists(RETAIL), reason="shared retail_sales.csv not present")
+def test_prophet_forecasts_are_deterministic():
+    history = _retail()[-40:]
+    settings = fm.ForecastSettings(horizon=3, origins=2, models=("prophet", "lin3"))
+    first = fm.forecast_store(history, settings)
+    second = fm.forecast_store(history, settings)
+    pd.testing.assert_frame_equal(first.forecasts, second.forecasts, check_exact=True)
+    pd.testing.assert_frame_equal(first.backtest, second.backtest, check_exact=True)
+    # and the forecast is a sane retail level (not a failed fit)
+    prophet = first.forecasts[first.forecasts.model == "prophet"].yhat
+    assert prophet.between(0.7 * history.min(), 1.3 * history.max()).all()
+
+
+# ---------------------------------------------------------------- the Spark path
+
+
+def _daily_sales(stores: dict[int, int], end=dt.date(2024, 5, 31), seed=3) -> pd.DataFrame:
+    """Two rows a month per store (1st and 15th) for `months` months up to `end`, plus rows
+    in the forecast month that must be ignored."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for store, months in stores.items():
+        for month in pd.date_range(end=pd.Timestamp(end), periods=months, freq="MS"):
+            level = 0.0 if store == 4 else 1000 * store * (1 + 0.25 * np.sin(2 * np.pi * month.month / 12))
+            for day in (1, 15):
+                noise = 0.0 if store == 4 else rng.normal(0, 10)
+                rows.append((store, (month + pd.Timedelta(days=day - 1)).date(), round(level / 2 + noise, 2), 5))
+        rows.append((store, dt.date(2024, 6, 3), 1e6, 1))  # in the month of ds: not history
+    return pd.DataFrame(rows, columns=["store_id", "sale_date", "sales", "receipts"])
+
+
+@pytest.mark.slow
+def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_path, capsys):
+    from jobs import storage
+    from jobs.cli import main
+    from jobs.tables import TABLES
+
+    ds = "2024-06-15"
+    sales = _daily_sales({1: 30, 2: 14, 3: 2, 4: 12})
+    ods = TABLES["ods.sales"]
+    frame = spark.createDataFrame(sales.assign(ods_dt=pd.Timestamp("2024-06-15"), ods_seq=1),
+                                  schema=ods.spark_schema())
+    storage.publish_partition(frame, ods, ds, validate=False)
+
+    assert main(["forecast", "--ds", ds, "--origins", "2", "--ambition", "1.1", "--partitions", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "backtest lin3" in printed and "backtest chosen" in printed
+
+    def read(name):
+        return pd.read_parquet(TABLES[name].partition_path(ds)).sort_values(
+            list(TABLES[name].keys)).reset_index(drop=True)
+
+    forecast, backtest, plan = read("marts.sales_forecast"), read("marts.forecast_backtest"), read("marts.sales_plan")
+    assert forecast.columns.tolist() == TABLES["marts.sales_forecast"].columns
+    assert sorted(forecast.month.astype(str).unique()) == ["2024-06-01", "2024-07-01", "2024-08-01"]
+    # models per store follow the history: 30 months -> all; 14 -> no prophet; 2 -> naive only
+    models = forecast.groupby("store_id").model.agg(lambda s: set(s)).to_dict()
+    assert models[1] == set(fm.MODEL_ORDER)
+    assert models[2] == {"lin3", "naive", "snaive"}
+    assert models[3] == {"naive"}
+    # exactly one chosen model per store, the same in both tables
+    chosen_fc = forecast[forecast.chosen].groupby("store_id").model.agg(set)
+    assert all(len(m) == 1 for m in chosen_fc)
+    chosen_bt = backtest[backtest.chosen].set_index("store_id").model
+    assert {s: next(iter(m)) for s, m in chosen_fc.items()} == chosen_bt.to_dict()
+    # the store with 2 months: every model row is there, origins 0 says why
+    assert backtest[backtest.store_id == 3].origins.tolist() == [0] * len(fm.MODEL_ORDER)
+    assert backtest[backtest.store_id == 4].wape.isna().all()  # all-zero store: undefined, no crash
+    # plan = chosen forecast x ambition, one row per store and month
+    merged = plan.merge(forecast[forecast.chosen], on=["store_id", "month"])
+    assert len(plan) == 4 * 3 and len(merged) == len(plan)
+    assert np.allclose(merged.plan, merged.yhat * 1.1) and (merged.forecast == merged.yhat).all()
+    # the June rows of 1e6 are not history
+    assert forecast.yhat.max() < 1e5
+    report = os.path.join(str(warehouse), "reports", "forecast", f"ds={ds}")
+    assert {"actual_vs_forecast.png", "error_by_model.png", "summary.json"} <= set(os.listdir(report))
+    assert len(pd.read_parquet(TABLES["dq.job_metrics"].partition_path(ds))) == 1
+
+    # The same rows from a CSV file give the same rows again (fits are deterministic); the
+    # publish step is skipped here to keep the test short.
+    from jobs.forecast import fit_stores, load_sales
+
+    csv = tmp_path / "sales.csv"
+    sales.rename(columns={"sale_date": "date"})[["store_id", "date", "sales"]].to_csv(csv, index=False)
+    typed, _ = load_sales(spark, ds, str(csv))
+    settings = fm.ForecastSettings(horizon=3, origins=2)
+    again = fit_stores(spark, typed, dt.date(2024, 6, 15), settings, ambition=1.1, partitions=2)
+    for name, published in (("marts.sales_forecast", forecast), ("marts.forecast_backtest", backtest),
+                            ("marts.sales_plan", plan)):
+        rerun = again.tables[name].toPandas().sort_values(list(TABLES[name].keys)).reset_index(drop=True)
+        pd.testing.assert_frame_equal(rerun, published, check_dtype=False)
+    again.result.unpersist()
+
+
+def test_bad_input_names_the_column_and_rows(spark, warehouse, tmp_path, capsys):
+    from jobs.cli import main
+
+    csv = tmp_path / "bad.csv"
+    csv.write_text("store_id,date,sales\n1,2024-01-01,10\n2,2024-01-02,abc\n")
+    assert main(["forecast", "--ds", "2024-06-15", "--sales", str(csv)]) == 2
+    err = capsys.readouterr().err
+    assert "unparsable value (first in column sales)" in err and "store_id=2" in err and "sales=abc" in err
+
+    csv.write_text("store,date,sales\n1,2024-01-01,10\n")
+    assert main(["forecast", "--ds", "2024-06-15", "--sales", str(csv)]) == 2
+    assert "missing column(s) store_id" in capsys.readouterr().err
+    assert main(["forecast", "--ds", "2024-13-01", "--sales", str(csv)]) == 2
