@@ -1,11 +1,458 @@
-"""`ostap snapshot`: placeholder, being written in this session."""
+"""`ostap snapshot`: the as-of snapshot of an ODS replica, full or incremental.
 
-HELP = "snapshot (not yet available)"
+Definitions (for day D; `cutoff` = D+1 00:00:00 UTC):
+
+  landed(D)     valid change rows with load_date <= D (a --source without load_date
+                partitions: every row of the source)
+  due(D)        landed(D) with ods_dt < cutoff; the rows the snapshot of D is made of
+  pending(D)    landed(D) with ods_dt >= cutoff (clock skew at the source); they wait in
+                the state until their day, they are never dropped
+  ods(D)        per key, the change of due(D) with the greatest (ods_dt, ods_seq); keys whose
+                winning change has ods_type D are absent. Identical re-deliveries collapse.
+  state(D)      per key the winning change of due(D) (tombstones included), plus pending(D)
+
+A full run computes due(D) from every landed row. An incremental run computes it from
+state(D-1) plus the rows with load_date = D: the winner over a union is the winner over
+the winners of its parts, and every row of due(D) not in due(D-1) either landed on D or was
+pending in state(D-1). So both modes give the same rows (tests/test_snapshot.py proves it
+over 30 generated days). Without state(D-1) the job falls back to a full run and says so.
+
+Conflicts: two different changes (ods_type or payload) of one key at its winning (ods_dt,
+ods_seq). Only the winning position is checked: a conflict on a change that a later change
+supersedes cannot affect any snapshot, and an incremental run cannot see it (the state keeps
+winners only), so reporting it would make full and incremental runs disagree. A conflicted
+key keeps both extreme contents in the state so the next days see the conflict again until
+a later change supersedes it. `--on-conflict fail` (default) writes the rows to dq.conflicts
+and publishes nothing; `quarantine` publishes every other key and names the excluded ones.
+
+Bad rows (null key part, null or unparseable ods_dt or ods_seq, ods_type outside I/U/D) go
+to dq.rejects with the reason; the run fails when they exceed --max-reject-share of the rows
+it read. Each bad row is reported by the run that first reads it (incremental: its load day).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from jobs import config, sqlfiles, storage, tables
+from jobs.errors import BadInputError, DataQualityError
+
+HELP = "rebuild the as-of snapshot ods.<entity> for --ds from ODS change rows (full or incremental)"
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_REJECT_SHARE = 0.001
+FIRST_KEYS_SHOWN = 5
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def add_arguments(parser) -> None:
-    pass
+    parser.add_argument("--entity", required=True, metavar="NAME",
+                        help=f"entity to snapshot ({', '.join(tables.ENTITIES)}; any name with --source)")
+    parser.add_argument("--ds", required=True, metavar="YYYY-MM-DD", help="snapshot as of the end of this day")
+    parser.add_argument("--source", metavar="PATH",
+                        help="Parquet or CSV file or folder of change rows instead of raw/<entity>")
+    parser.add_argument("--key", metavar="COL[,COL]", help="key columns (default: the registry's)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--full", dest="mode", action="store_const", const="full",
+                      help="rebuild from every landed change row")
+    mode.add_argument("--incremental", dest="mode", action="store_const", const="incremental",
+                      help="from the state of the previous day plus the rows landed on --ds "
+                           "(default; falls back to --full without that state)")
+    parser.set_defaults(mode="auto")
+    parser.add_argument("--on-conflict", choices=("fail", "quarantine"), default="fail",
+                        help="on conflicting changes: publish nothing (fail) or publish all other keys")
+    parser.add_argument("--max-reject-share", type=float, default=DEFAULT_MAX_REJECT_SHARE, metavar="SHARE",
+                        help=f"fail when bad rows exceed this share of the rows read (default {DEFAULT_MAX_REJECT_SHARE})")
 
 
 def run(args) -> int:
-    raise NotImplementedError
+    from jobs.spark import spark_for
+
+    _parse_ds(args.ds)  # refuse a bad date before starting Spark
+    spark = spark_for(args, f"ostap-snapshot-{args.entity}")
+    keys = tuple(k.strip() for k in args.key.split(",") if k.strip()) if args.key else None
+    result = build_snapshot(spark, args.entity, args.ds, source=args.source, keys=keys, mode=args.mode,
+                            on_conflict=args.on_conflict, max_reject_share=args.max_reject_share)
+    print(result.summary())
+    return 0
+
+
+@dataclass
+class SnapshotResult:
+    entity: str
+    ds: str
+    mode: str
+    rows_read: int = 0
+    state_rows_read: int = 0
+    live_keys: int = 0
+    deletes_applied: int = 0
+    duplicates_collapsed: int = 0
+    conflicts: int = 0
+    rejects: int = 0
+    pending_rows: int = 0
+    seconds: float = 0.0
+    run_id: str = ""
+    notes: list[str] = field(default_factory=list)
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    excluded_keys: list[dict] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = (f"snapshot {self.entity} ds={self.ds} {self.mode}: read {self.rows_read} rows"
+                + (f" + {self.state_rows_read} state rows" if self.mode == "incremental" else "")
+                + f", {self.live_keys} live keys, {self.deletes_applied} deletes applied, "
+                f"{self.duplicates_collapsed} duplicates collapsed, {self.conflicts} conflicts, "
+                f"{self.rejects} rejects, {self.pending_rows} rows pending a later day, "
+                f"{self.seconds:.1f} s (run {self.run_id})")
+        return text + "".join(f"; {note}" for note in self.notes)
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """What one snapshot run reads and writes."""
+
+    entity: str
+    keys: tuple[str, ...]
+    payload_ddl: str  # payload columns (keys included), Spark DDL
+    ods: tables.Table
+    state: tables.Table
+    source: str
+    source_format: str  # parquet | csv
+
+    @property
+    def payload(self) -> list[str]:
+        return tables.Table("_", "_", (), self.payload_ddl).columns
+
+    @property
+    def content(self) -> list[str]:
+        """What makes two changes at one (key, ods_dt, ods_seq) the same change."""
+        return ["ods_type"] + [c for c in self.payload if c not in self.keys]
+
+
+def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, keys: tuple[str, ...] | None = None,
+                   mode: str = "auto", on_conflict: str = "fail",
+                   max_reject_share: float = DEFAULT_MAX_REJECT_SHARE, root: str | None = None,
+                   run_id: str | None = None, validate: bool = True) -> SnapshotResult:
+    """Publish ods.<entity> and state.<entity> partition `ds`; return the run's figures.
+
+    `validate=False` skips the Great Expectations gate of the ods publish (tests of the dedup
+    semantics only; the job always validates). When the run fails, the figures appended to
+    dq.job_metrics are those it computed, although nothing was published.
+    """
+    started = time.monotonic()
+    day = _parse_ds(ds)
+    if on_conflict not in ("fail", "quarantine"):
+        raise BadInputError(f"--on-conflict {on_conflict!r}: expected fail or quarantine")
+    if not 0 <= max_reject_share <= 1:
+        raise BadInputError(f"--max-reject-share {max_reject_share}: expected a share between 0 and 1")
+    run_id = run_id or uuid.uuid4().hex[:12]
+    spec, changes, has_load_date = _read_changes(spark, entity, source, keys, root)
+    cutoff = f"TIMESTAMP'{day + dt.timedelta(days=1)} 00:00:00'"
+    previous = str(day - dt.timedelta(days=1))
+
+    mode_used, notes = _choose_mode(spark, spec, mode, has_load_date, previous, root)
+    result = SnapshotResult(spec.entity, ds, mode_used, run_id=run_id, notes=notes)
+    for note in notes:
+        log.warning("%s", note)
+
+    if mode_used == "incremental":
+        new_rows = changes.where(f"load_date = DATE'{day}'")
+    elif has_load_date:
+        new_rows = changes.where(f"load_date <= DATE'{day}'")
+    else:
+        new_rows = changes
+    checked = _checked(spark, spec, new_rows)
+
+    _count_read_rows(spark, spec, checked, result)
+    if result.rejects:
+        _write_rejects(spark, spec, checked, ds, run_id, root)
+    if result.rows_read and result.rejects / result.rows_read > max_reject_share:
+        _finish(spark, result, started, root)
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.rejects_by_reason.items()))
+        raise DataQualityError(
+            f"raw.{spec.entity} ds={ds}: {result.rejects} of {result.rows_read} change rows are bad "
+            f"({reasons}), more than the allowed share {max_reject_share:g}; they are in dq.rejects "
+            f"ds={ds} run {run_id}; nothing published")
+
+    valid = checked.where("reject_reason IS NULL").select(*spec.state.columns)
+    if mode_used == "incremental":
+        dedup_input, pending, untouched = _incremental_input(spark, spec, valid, previous, cutoff, result, root)
+    else:
+        valid.createOrReplaceTempView("snapshot_landed")
+        dedup_input = spark.sql(f"SELECT * FROM snapshot_landed WHERE ods_dt < {cutoff}")
+        pending = spark.sql(f"SELECT * FROM snapshot_landed WHERE ods_dt >= {cutoff}")
+        untouched = None
+    dedup_input.createOrReplaceTempView("snapshot_due")
+
+    per_key = spark.sql(sqlfiles.load("ods_snapshot.sql", keys=", ".join(spec.keys),
+                                      content=", ".join(spec.content), changes="snapshot_due"))
+    if untouched is not None:
+        per_key = per_key.unionByName(untouched)
+    same_content = " AND ".join(f"hi.{c} <=> lo.{c}" for c in spec.content)
+    resolved = per_key.selectExpr(*spec.keys, "hi", "lo", f"NOT ({same_content}) AS conflict").persist()
+    try:
+        figures = resolved.selectExpr(
+            "count_if(conflict) AS conflicts",
+            "count_if(NOT conflict AND hi.ods_type = 'D') AS deletes",
+            "count_if(NOT conflict AND hi.ods_type <> 'D') AS live").first()
+        result.conflicts, result.deletes_applied, result.live_keys = (
+            figures["conflicts"], figures["deletes"], figures["live"])
+        if result.conflicts:
+            result.excluded_keys = _write_conflicts(spark, spec, resolved, dedup_input, ds, run_id, root)
+            first = "; ".join(_key_text(k) for k in result.excluded_keys)
+            if on_conflict == "fail":
+                _finish(spark, result, started, root)
+                raise DataQualityError(
+                    f"raw.{spec.entity} ds={ds}: {result.conflicts} keys have different changes at the "
+                    f"same ({', '.join(spec.keys)}, ods_dt, ods_seq), first keys: {first}; rows in "
+                    f"dq.conflicts ds={ds} run {run_id}; nothing published (--on-conflict quarantine "
+                    "publishes the other keys)")
+            result.notes.append(f"quarantined {result.conflicts} conflicting keys (first: {first}), "
+                                f"rows in dq.conflicts ds={ds}")
+
+        winner_columns = [c if c in spec.keys else f"hi.{c} AS {c}" for c in spec.payload]
+        ods_df = resolved.where("NOT conflict AND hi.ods_type <> 'D'").selectExpr(
+            *winner_columns, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq")
+        storage.publish_partition(ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id,
+                                  validate=validate)
+
+        # A conflicted key keeps its two extreme contents: the next days then see the same
+        # conflict a full rebuild would see, until a later change supersedes it.
+        state_hi = resolved.selectExpr(*spec.keys, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq",
+                                       *[f"hi.{c} AS {c}" for c in spec.content])
+        state_lo = resolved.where("conflict").selectExpr(
+            *spec.keys, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq", *[f"lo.{c} AS {c}" for c in spec.content])
+        pending = pending.persist()
+        result.pending_rows = pending.count()
+        state_df = state_hi.unionByName(state_lo).select(*spec.state.columns).unionByName(
+            pending.select(*spec.state.columns))
+        storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id)
+        pending.unpersist()
+    finally:
+        resolved.unpersist()
+    _finish(spark, result, started, root)
+    return result
+
+
+def _incremental_input(spark, spec: _Spec, valid, previous: str, cutoff: str, result: SnapshotResult,
+                       root: str | None):
+    """(changes to dedup, rows pending after D, per-key rows of the state that nothing touched).
+
+    Only keys with a change due today (or a conflict kept in the state) go through the dedup;
+    every other key's winner passes from state(D-1) to D as it is, through a broadcast
+    anti-join, so the bulk of the state is scanned and written but never shuffled.
+    """
+    from pyspark.sql import functions as F
+
+    previous_state = storage.read_partition(spark, spec.state, previous, root)
+    result.state_rows_read = previous_state.count()
+    previous_cutoff = f"TIMESTAMP'{previous} 00:00:00' + INTERVAL 1 DAY"
+    winners = previous_state.where(f"ods_dt < {previous_cutoff}")
+    # Pending rows of D-1 (ods_dt after D-1) have not reached any winner yet: they arrive now.
+    arriving = valid.unionByName(previous_state.where(f"ods_dt >= {previous_cutoff}"))
+    due_today = arriving.where(f"ods_dt < {cutoff}")
+    pending = arriving.where(f"ods_dt >= {cutoff}")
+    # A quarantined conflict is the only way a key has two rows in the state: it must be
+    # re-examined every day (key columns only are shuffled to find those keys).
+    conflicted = winners.groupBy(*spec.keys).count().where("count > 1").select(*spec.keys)
+    touched = F.broadcast(due_today.select(*spec.keys).unionByName(conflicted).distinct())
+    contested = winners.join(touched, list(spec.keys), "left_semi").unionByName(due_today)
+    hi = ", ".join(["ods_dt", "ods_seq", *spec.content])
+    lo = ", ".join(["~unix_micros(ods_dt) AS neg_dt", "~ods_seq AS neg_seq", *spec.content])
+    untouched = winners.join(touched, list(spec.keys), "left_anti").selectExpr(
+        *spec.keys, f"struct({hi}) AS hi", f"struct({lo}) AS lo", "1L AS changes")
+    return contested, pending, untouched
+
+
+# --- input -------------------------------------------------------------------------------------
+
+
+def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] | None, root: str | None):
+    """(spec, change rows normalized to typed columns + ods_dt_text/ods_seq_text/load_date, has_load_date)."""
+    if not entity or not _IDENTIFIER.match(entity):
+        raise BadInputError(f"--entity {entity!r}: expected a name of letters, digits and underscores")
+    known = entity in tables.ENTITY_PAYLOADS
+    if source is None:
+        registry_keys = tables.entity_keys(entity)  # unknown entity: one-line OstapError
+        raw = tables.TABLES[f"raw.{entity}"]
+        path = raw.path(root)
+        if not storage.path_exists(spark, path):
+            raise BadInputError(f"raw.{entity}: no change rows at {path} (run `ostap generate` or pass --source)")
+        source, source_format = path, "parquet"
+    else:
+        registry_keys = tables.entity_keys(entity) if known else None
+        if not storage.path_exists(spark, source):
+            raise BadInputError(f"--source {source}: no such file or folder")
+        source_format = _source_format(source)
+    if keys and registry_keys and tuple(keys) != registry_keys:
+        raise BadInputError(f"--key {','.join(keys)}: {entity} is keyed by {','.join(registry_keys)} in the "
+                            "table registry; use another --entity name for a different key")
+    keys = tuple(keys or registry_keys or ())
+    if not keys:
+        raise BadInputError(f"--entity {entity} is not in the table registry: pass --key COL[,COL] with --source")
+
+    if source_format == "csv":
+        df = (spark.read.option("header", True).option("inferSchema", True)
+              .option("timestampFormat", "yyyy-MM-dd[ HH:mm:ss[.SSSSSS]]").csv(source))
+    else:
+        df = spark.read.parquet(source)
+    columns = set(df.columns)
+    missing = [c for c in (*keys, *tables.CDC_COLUMN_NAMES) if c not in columns]
+    if missing:
+        raise BadInputError(f"{source}: missing column(s) {', '.join(missing)} (need the key columns "
+                            f"{', '.join(keys)} and {', '.join(tables.CDC_COLUMN_NAMES)})")
+    if known:
+        payload_ddl = tables.ENTITY_PAYLOADS[entity][1]
+        ods, state = tables.TABLES[f"ods.{entity}"], tables.TABLES[f"state.{entity}"]
+        missing = [c for c in tables.Table("_", "_", (), payload_ddl).columns if c not in columns]
+        if missing:
+            raise BadInputError(f"{source}: missing payload column(s) {', '.join(missing)} of {entity}")
+    else:
+        fields = [f for f in df.schema.fields if f.name not in (*tables.CDC_COLUMN_NAMES, "load_date")]
+        odd = [f.name for f in fields if not _IDENTIFIER.match(f.name)]
+        if odd:
+            raise BadInputError(f"{source}: column name(s) {', '.join(map(repr, odd))} are not plain identifiers")
+        payload_ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in fields)
+        # Not in the registry, so no expectation suite: the quality gate skips unpublished tables.
+        ods = tables.Table(entity, "ods", keys, f"{payload_ddl}, ods_dt timestamp, ods_seq bigint",
+                           description=f"Snapshot of {entity} from {source}.", published=False)
+        state = tables.Table(entity, "state", keys, f"{tables.CDC_COLUMNS}, {payload_ddl}", published=False,
+                             description=f"Last change per key of {entity} from {source}.")
+    spec = _Spec(entity, keys, payload_ddl, ods, state, source, source_format)
+    return spec, _normalize(df, spec), "load_date" in columns
+
+
+def _source_format(path: str) -> str:
+    if path.lower().endswith(".csv"):
+        return "csv"
+    local = config.local_path(path)
+    if config.is_local(path) and os.path.isdir(local):
+        names = [n for _, _, files in os.walk(local) for n in files if not n.startswith((".", "_"))]
+        if names and all(n.lower().endswith(".csv") for n in names):
+            return "csv"
+    return "parquet"
+
+
+def _normalize(df, spec: _Spec):
+    """Typed CDC columns plus the values as read (to tell null from unparseable)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import IntegralType, StringType, StructType
+
+    types = {f.name: f.dataType for f in df.schema.fields}
+    if isinstance(types["ods_dt"], StringType):
+        ods_dt = F.expr("try_to_timestamp(ods_dt)")
+    else:
+        ods_dt = F.col("ods_dt").cast("timestamp")
+    if isinstance(types["ods_seq"], IntegralType):
+        ods_seq = F.col("ods_seq").cast("bigint")
+    else:
+        ods_seq = F.expr("try_cast(ods_seq AS bigint)")
+    payload_types = {f.name: f.dataType for f in StructType.fromDDL(spec.payload_ddl).fields}
+    payload = [F.col(c).cast(payload_types[c]).alias(c) for c in spec.payload]
+    load_date = F.col("load_date").cast("date") if "load_date" in types else F.lit(None).cast("date")
+    return df.select(*payload, ods_dt.alias("ods_dt"), ods_seq.alias("ods_seq"),
+                     F.col("ods_type").cast("string").alias("ods_type"),
+                     F.col("ods_dt").cast("string").alias("ods_dt_text"),
+                     F.col("ods_seq").cast("string").alias("ods_seq_text"),
+                     load_date.alias("load_date"))
+
+
+def _checked(spark, spec: _Spec, rows):
+    rows.createOrReplaceTempView("snapshot_read")
+    null_key_checks = "\n    ".join(f"WHEN {k} IS NULL THEN 'null key column {k}'" for k in spec.keys)
+    return spark.sql(sqlfiles.load("ods_snapshot_checks.sql", null_key_checks=null_key_checks,
+                                   changes="snapshot_read"))
+
+
+def _choose_mode(spark, spec: _Spec, mode: str, has_load_date: bool, previous: str, root: str | None):
+    if mode not in ("auto", "full", "incremental"):
+        raise BadInputError(f"mode {mode!r}: expected full or incremental")
+    if mode == "full":
+        return "full", []
+    if not has_load_date:
+        if mode == "incremental":
+            raise BadInputError(f"--incremental needs load_date=YYYY-MM-DD partitions in {spec.source} "
+                                "to know which rows landed on --ds; use --full")
+        return "full", []
+    marker = f"{spec.state.partition_path(previous, root)}/_SUCCESS"
+    if not storage.path_exists(spark, marker):
+        return "full", [f"no state.{spec.entity} ds={previous}: incremental run fell back to a full rebuild"]
+    return "incremental", []
+
+
+# --- figures and dq records ------------------------------------------------------------------
+
+
+def _count_read_rows(spark, spec: _Spec, checked, result: SnapshotResult) -> None:
+    checked.createOrReplaceTempView("snapshot_checked")
+    all_columns = ", ".join([*spec.state.columns, "ods_dt_text", "ods_seq_text"])
+    for row in spark.sql(sqlfiles.load("ods_snapshot_read_stats.sql", all_columns=all_columns,
+                                       checked="snapshot_checked")).collect():
+        result.rows_read += row["rows"]
+        if row["reject_reason"] is None:
+            result.duplicates_collapsed = row["duplicate_rows"]
+        else:
+            result.rejects_by_reason[row["reject_reason"]] = row["rows"]
+            result.rejects += row["rows"]
+
+
+def _write_rejects(spark, spec: _Spec, checked, ds: str, run_id: str, root: str | None) -> None:
+    from pyspark.sql import functions as F
+
+    as_read = [*spec.payload, F.col("ods_dt_text").alias("ods_dt"), F.col("ods_seq_text").alias("ods_seq"),
+               "ods_type", "load_date"]
+    rejects = checked.where("reject_reason IS NOT NULL").select(
+        F.lit(spec.entity).alias("entity"), F.col("reject_reason").alias("reason"),
+        F.to_json(F.struct(*as_read), {"ignoreNullFields": "false"}).alias("row_json"),
+        F.lit(run_id).alias("run_id"))
+    storage.append_records(spark, tables.TABLES["dq.rejects"], None, ds, root=root, df=rejects)
+
+
+def _write_conflicts(spark, spec: _Spec, resolved, due, ds: str, run_id: str, root: str | None) -> list[dict]:
+    """Append every distinct change at the winning position of a conflicted key; return the first keys."""
+    from pyspark.sql import functions as F
+
+    conflicted = resolved.where("conflict").selectExpr(*spec.keys, "hi.ods_dt AS top_dt", "hi.ods_seq AS top_seq")
+    rows = (due.join(F.broadcast(conflicted), list(spec.keys))
+            .where("ods_dt = top_dt AND ods_seq = top_seq")
+            .select(*spec.state.columns).distinct())
+    records = rows.select(
+        F.lit(spec.entity).alias("entity"),
+        F.to_json(F.struct(*spec.keys)).alias("key_json"), "ods_dt", "ods_seq",
+        F.to_json(F.struct("ods_type", *spec.payload), {"ignoreNullFields": "false"}).alias("row_json"),
+        F.lit(run_id).alias("run_id"))
+    storage.append_records(spark, tables.TABLES["dq.conflicts"], None, ds, root=root, df=records)
+    first = conflicted.select(*spec.keys).orderBy(*spec.keys).limit(FIRST_KEYS_SHOWN).collect()
+    return [row.asDict() for row in first]
+
+
+def _finish(spark, result: SnapshotResult, started: float, root: str | None) -> None:
+    result.seconds = round(time.monotonic() - started, 3)
+    record = {
+        "job": "snapshot", "entity": result.entity, "mode": result.mode, "rows_read": result.rows_read,
+        "live_keys": result.live_keys, "deletes_applied": result.deletes_applied,
+        "duplicates_collapsed": result.duplicates_collapsed, "conflicts": result.conflicts,
+        "rejects": result.rejects, "seconds": result.seconds, "run_id": result.run_id,
+        "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    }
+    storage.append_records(spark, tables.TABLES["dq.job_metrics"], [record], result.ds, root=root)
+
+
+def _key_text(key: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in key.items())
+
+
+def _parse_ds(ds: str) -> dt.date:
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", ds or ""):
+            raise ValueError
+        return dt.date.fromisoformat(ds)
+    except ValueError:
+        raise BadInputError(f"--ds {ds!r}: expected a date YYYY-MM-DD") from None
+

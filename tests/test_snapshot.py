@@ -1,0 +1,354 @@
+"""Tests of `ostap snapshot`: as-of dedup semantics, conflicts, bad rows, determinism, full == incremental.
+
+Expected snapshots are written by hand or computed by a small pure-Python reference
+(`reference_snapshot`), never by the code under test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+
+import pytest
+
+from jobs import storage, tables
+from jobs.errors import BadInputError, DataQualityError, OstapError
+from jobs.snapshot import build_snapshot
+
+RAW = tables.TABLES["raw.clients"]
+ODS = tables.TABLES["ods.clients"]
+STATE = tables.TABLES["state.clients"]
+PAYLOAD = ["client_id", "full_name", "birth_date", "msisdn", "region", "created_at"]
+
+
+def ts(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+def change(client_id, ods_dt, seq, ods_type="U", name="a", region="north", load_date=None):
+    """One raw.clients change row as a dict (load_date defaults to the day of ods_dt)."""
+    when = ts(ods_dt) if ods_dt is not None else None
+    return {
+        "ods_dt": when, "ods_seq": seq, "ods_type": ods_type, "client_id": client_id, "full_name": name,
+        "birth_date": dt.date(1990, 1, 1), "msisdn": None, "region": region,
+        "created_at": ts("2023-12-01 00:00:00"),
+        "load_date": load_date or (when.date().isoformat() if when else "2024-01-01"),
+    }
+
+
+def write_raw(spark, rows, files=1, entity="clients", mode="append"):
+    """Land rows under raw/<entity>/load_date=... as `files` Parquet files per load date."""
+    table = tables.TABLES[f"raw.{entity}"]
+    df = spark.createDataFrame(rows, schema=f"{table.schema}, load_date string")
+    df.repartition(files).write.mode(mode).partitionBy("load_date").parquet(table.path())
+
+
+def snapshot(spark, entity, ds, **options):
+    """build_snapshot without the Great Expectations gate, which has its own tests and costs seconds
+    per publish on shared cores; the CLI test below runs the whole job, gate included."""
+    return build_snapshot(spark, entity, ds, validate=False, **options)
+
+
+def snapshot_rows(spark, ds, table=ODS):
+    df = storage.read_partition(spark, table, ds)
+    return sorted(tuple(r) for r in df.select(*table.columns).collect())
+
+
+def names_by_key(spark, ds):
+    df = storage.read_partition(spark, ODS, ds)
+    return {r["client_id"]: (r["full_name"], r["ods_seq"]) for r in df.collect()}
+
+
+def dq_rows(spark, name, ds):
+    table = tables.TABLES[f"dq.{name}"]
+    if not storage.path_exists(spark, table.partition_path(ds)):
+        return []
+    return spark.read.schema(table.spark_schema()).parquet(table.partition_path(ds)).collect()
+
+
+# --- semantics on hand-made rows ------------------------------------------------------------
+
+
+def test_tie_on_ods_dt_is_broken_by_ods_seq(spark, warehouse):
+    # Listed out of order on purpose: the later operation (seq 8) must win although both share ods_dt.
+    write_raw(spark, [
+        change(1, "2024-01-01 10:00:00.1", 8, name="second"),
+        change(1, "2024-01-01 10:00:00.1", 7, name="first"),
+        change(1, "2024-01-01 09:00:00", 9, ods_type="I", name="insert"),
+        change(2, "2024-01-01 10:00:00.2", 3, ods_type="I", name="only"),
+    ])
+    result = snapshot(spark, "clients", "2024-01-01")
+    assert names_by_key(spark, "2024-01-01") == {1: ("second", 8), 2: ("only", 3)}
+    assert (result.live_keys, result.rows_read, result.conflicts, result.rejects) == (2, 4, 0, 0)
+    assert result.mode == "full" and "fell back" in result.notes[0]
+
+
+def test_delete_then_reinsert_and_delete_as_last_change(spark, warehouse):
+    write_raw(spark, [
+        change(1, "2024-01-01 08:00:00", 1, "I", name="v1"),
+        change(1, "2024-01-01 09:00:00", 2, "D", name="v1"),
+        change(1, "2024-01-01 10:00:00", 3, "I", name="back"),
+        change(2, "2024-01-01 08:00:00", 4, "I", name="gone"),
+        change(2, "2024-01-01 09:00:00", 5, "U", name="gone2"),
+        change(2, "2024-01-01 11:00:00", 6, "D", name="gone2"),
+    ])
+    result = snapshot(spark, "clients", "2024-01-01")
+    assert names_by_key(spark, "2024-01-01") == {1: ("back", 3)}
+    assert (result.live_keys, result.deletes_applied) == (1, 1)
+    # The state keeps the tombstone, so a later day still knows key 2 is deleted.
+    state = {r["client_id"]: r["ods_type"] for r in storage.read_partition(spark, STATE, "2024-01-01").collect()}
+    assert state == {1: "I", 2: "D"}
+
+
+def test_redelivered_duplicates_collapse(spark, warehouse):
+    row = change(1, "2024-01-01 10:00:00.5", 4, "I", name="same")
+    redelivered = dict(row, load_date="2024-01-02")
+    write_raw(spark, [row, row, redelivered, change(2, "2024-01-02 10:00:00", 5, "I")])
+    first = snapshot(spark, "clients", "2024-01-01")
+    assert names_by_key(spark, "2024-01-01") == {1: ("same", 4)}
+    assert first.duplicates_collapsed == 1 and first.conflicts == 0
+    second = snapshot(spark, "clients", "2024-01-02", mode="incremental")
+    assert second.mode == "incremental" and second.conflicts == 0
+    assert names_by_key(spark, "2024-01-02") == {1: ("same", 4), 2: ("a", 5)}
+
+
+def test_late_and_early_rows_full_equals_incremental(spark, warehouse):
+    write_raw(spark, [
+        change(1, "2024-01-01 08:00:00", 1, "I", name="d1"),
+        # Late: happened on day 1 after the row above, landed on day 3.
+        change(1, "2024-01-01 09:00:00", 2, "U", name="late", load_date="2024-01-03"),
+        change(2, "2024-01-02 08:00:00", 3, "I", name="d2"),
+        # Late but older than the winner: must not override it.
+        change(2, "2024-01-02 07:00:00", 1, "U", name="stale", load_date="2024-01-03"),
+        # Early (source clock ahead): landed on day 1, belongs to day 3.
+        change(3, "2024-01-03 12:00:00", 9, "I", name="early", load_date="2024-01-01"),
+    ])
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    incremental = {}
+    for ds in days:
+        result = snapshot(spark, "clients", ds)
+        incremental[ds] = snapshot_rows(spark, ds)
+        assert result.mode == ("full" if ds == days[0] else "incremental")
+        assert result.pending_rows == (0 if ds == days[2] else 1)
+    assert {k: v[0] for k, v in names_by_key(spark, "2024-01-01").items()} == {1: "d1"}
+    assert {k: v[0] for k, v in names_by_key(spark, "2024-01-02").items()} == {1: "d1", 2: "d2"}
+    assert {k: v[0] for k, v in names_by_key(spark, "2024-01-03").items()} == {1: "late", 2: "d2", 3: "early"}
+    for ds in days:
+        snapshot(spark, "clients", ds, mode="full")
+        assert snapshot_rows(spark, ds) == incremental[ds]
+
+
+# --- conflicts -----------------------------------------------------------------------------
+
+
+def conflict_rows():
+    return [
+        change(1, "2024-01-01 10:00:00", 5, "I", name="left"),
+        change(1, "2024-01-01 10:00:00", 5, "I", name="right"),  # same key, ods_dt, ods_seq
+        change(2, "2024-01-01 10:00:00", 6, "I", name="fine"),
+        # A conflict on a change superseded by a later one affects no snapshot: not reported.
+        change(3, "2024-01-01 09:00:00", 1, "I", name="x"),
+        change(3, "2024-01-01 09:00:00", 1, "U", name="y"),
+        change(3, "2024-01-01 11:00:00", 2, "U", name="settled"),
+    ]
+
+
+def test_conflict_fails_and_publishes_nothing(spark, warehouse):
+    write_raw(spark, conflict_rows())
+    with pytest.raises(DataQualityError) as err:
+        snapshot(spark, "clients", "2024-01-01")
+    message = str(err.value)
+    assert "clients" in message and "1 keys" in message and "client_id=1" in message
+    assert "\n" not in message
+    assert not storage.path_exists(spark, ODS.partition_path("2024-01-01"))
+    assert not storage.path_exists(spark, STATE.partition_path("2024-01-01"))
+    conflicts = dq_rows(spark, "conflicts", "2024-01-01")
+    assert sorted(json.loads(r["row_json"])["full_name"] for r in conflicts) == ["left", "right"]
+    assert {r["key_json"] for r in conflicts} == {'{"client_id":1}'}
+    metrics = dq_rows(spark, "job_metrics", "2024-01-01")
+    assert [(m["conflicts"], m["live_keys"]) for m in metrics] == [(1, 2)]  # computed, not published
+
+
+def test_conflict_quarantine_publishes_other_keys_and_stays_until_superseded(spark, warehouse):
+    write_raw(spark, conflict_rows())
+    result = snapshot(spark, "clients", "2024-01-01", on_conflict="quarantine")
+    assert names_by_key(spark, "2024-01-01") == {2: ("fine", 6), 3: ("settled", 2)}
+    assert result.excluded_keys == [{"client_id": 1}] and "quarantined 1" in result.summary()
+    # Next day, nothing new for key 1: the incremental run still sees the conflict.
+    write_raw(spark, [change(2, "2024-01-02 10:00:00", 7, "U", name="fine2")])
+    with pytest.raises(DataQualityError, match="client_id=1"):
+        snapshot(spark, "clients", "2024-01-02", mode="incremental")
+    # Day 3 supersedes the conflict: both modes publish key 1 again.
+    write_raw(spark, [change(1, "2024-01-03 10:00:00", 8, "U", name="resolved")])
+    snapshot(spark, "clients", "2024-01-02", on_conflict="quarantine")
+    result = snapshot(spark, "clients", "2024-01-03", mode="incremental")
+    assert result.conflicts == 0
+    incremental = snapshot_rows(spark, "2024-01-03")
+    assert {r[0]: r[1] for r in incremental} == {1: "resolved", 2: "fine2", 3: "settled"}
+    snapshot(spark, "clients", "2024-01-03", mode="full")
+    assert snapshot_rows(spark, "2024-01-03") == incremental
+
+
+# --- bad rows ------------------------------------------------------------------------------
+
+
+def test_each_bad_row_kind_is_rejected_with_its_reason(spark, warehouse):
+    good = [change(k, "2024-01-01 10:00:00", k, "I") for k in range(10, 20)]
+    bad = [change(None, "2024-01-01 10:00:00", 1, "I"),
+           change(2, None, 2, "I", load_date="2024-01-01"),
+           change(3, "2024-01-01 10:00:00", None, "I"),
+           change(4, "2024-01-01 10:00:00", 4, "X"),
+           change(5, "2024-01-01 10:00:00", 5, None)]
+    write_raw(spark, good + bad)
+    with pytest.raises(DataQualityError, match=r"5 of 15 change rows are bad"):
+        snapshot(spark, "clients", "2024-01-01")
+    assert not storage.path_exists(spark, ODS.partition_path("2024-01-01"))
+    result = snapshot(spark, "clients", "2024-01-01", max_reject_share=0.5)
+    assert result.rejects_by_reason == {"null key column client_id": 1, "null ods_dt": 1, "null ods_seq": 1,
+                                        "ods_type outside I/U/D": 2}
+    assert sorted(names_by_key(spark, "2024-01-01")) == list(range(10, 20))
+    rejects = dq_rows(spark, "rejects", "2024-01-01")
+    assert len(rejects) == 10  # both runs logged their five
+    assert {json.loads(r["row_json"])["client_id"] for r in rejects} == {None, 2, 3, 4, 5}
+
+
+def test_csv_source_with_key_and_unparseable_values(spark, warehouse, tmp_path):
+    csv = tmp_path / "widgets.csv"
+    csv.write_text(
+        "shop,sku,ods_dt,ods_seq,ods_type,price,label\n"
+        "1,A,2024-01-01 10:00:00.1,1,I,5.0,old\n"
+        "1,A,2024-01-01 10:00:00.1,2,U,6.5,new\n"
+        "1,B,2024-01-01 11:00:00,3,I,1.0,b\n"
+        "1,B,2024-01-01 12:00:00,4,D,1.0,b\n"
+        "2,A,2024-01-01 09:00:00,5,I,2.0,two\n"
+        "2,A,not a time,6,U,3.0,broken\n"
+        "2,A,2024-01-01 13:00:00,seven,U,3.0,broken\n"
+        "2,A,2024-01-02 01:00:00,8,U,4.0,tomorrow\n")
+    with pytest.raises(BadInputError, match="--key"):
+        snapshot(spark, "widgets", "2024-01-01", source=str(csv))
+    result = snapshot(spark, "widgets", "2024-01-01", source=str(csv), keys=("shop", "sku"),
+                            max_reject_share=0.5)
+    assert result.rejects_by_reason == {"unparseable ods_dt": 1, "unparseable ods_seq": 1}
+    assert result.mode == "full" and result.pending_rows == 1
+    ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
+    rows = spark.read.parquet(ods.partition_path("2024-01-01")).collect()
+    assert sorted((r["shop"], r["sku"], r["price"], r["label"], r["ods_seq"]) for r in rows) == [
+        (1, "A", 6.5, "new", 2), (2, "A", 2.0, "two", 5)]
+    assert rows[0]["ods_dt"].__class__ is dt.datetime
+    with pytest.raises(BadInputError, match="load_date"):
+        snapshot(spark, "widgets", "2024-01-01", source=str(csv), keys=("shop", "sku"), mode="incremental")
+
+
+# --- determinism ---------------------------------------------------------------------------
+
+
+def random_changes(seed: int, keys: int, days: int, start="2024-01-01", rate=3):
+    """Change rows with ties on ods_dt, re-deliveries, deletes/re-inserts, late and early landings."""
+    rng = random.Random(seed)
+    first = dt.datetime.fromisoformat(start)
+    rows, seq = [], 0
+    for key in range(1, keys + 1):
+        alive = False
+        for _ in range(rng.randint(1, rate * 2)):
+            seq += rng.randint(1, 3)
+            day = rng.randrange(days)
+            when = first + dt.timedelta(days=day, seconds=rng.randrange(0, 86400 * 10) / 10)
+            kind = "U" if alive and rng.random() < 0.8 else ("D" if alive else "I")
+            alive = kind != "D"
+            landing = day + (rng.choice([1, 2, 3]) if rng.random() < 0.1 else 0)
+            landing -= 1 if rng.random() < 0.02 and landing > 0 else 0  # clock ahead: lands early
+            row = change(key, when.isoformat(" "), seq, kind, name=f"n{rng.randrange(5)}",
+                         region=rng.choice(["north", "south", None]),
+                         load_date=(first + dt.timedelta(days=landing)).date().isoformat())
+            rows.append(row)
+            if rng.random() < 0.1:  # a second operation in the same tick
+                seq += 1
+                rows.append(dict(row, ods_seq=seq, full_name=f"tick{seq}", ods_type="U" if alive else "D"))
+            if rng.random() < 0.05:  # re-delivered, maybe on a later day
+                rows.append(dict(row, load_date=(first + dt.timedelta(days=min(landing + 1, days + 2))).date()
+                                 .isoformat()))
+    return rows
+
+
+def reference_snapshot(rows, ds: str):
+    """Pure-Python as-of snapshot (the definition in jobs/snapshot.py), as sorted ods rows."""
+    cutoff = dt.datetime.fromisoformat(ds) + dt.timedelta(days=1)
+    best = {}
+    for r in rows:
+        if r["load_date"] <= ds and r["ods_dt"] < cutoff:
+            if r["client_id"] not in best or (r["ods_dt"], r["ods_seq"]) > best[r["client_id"]][:2]:
+                best[r["client_id"]] = (r["ods_dt"], r["ods_seq"], r)
+    return sorted(tuple(r[c] for c in ODS.columns) for _, _, r in best.values() if r["ods_type"] != "D")
+
+
+def test_same_rows_for_any_shuffle_partitions_and_file_order(spark, warehouse):
+    rows = random_changes(seed=3, keys=300, days=2)
+    expected = reference_snapshot(rows, "2024-01-02")
+    previous = spark.conf.get("spark.sql.shuffle.partitions")
+    outputs = []
+    try:
+        for partitions, files, order_seed in [(1, 1, 0), (7, 5, 1), (200, 3, 2)]:
+            shuffled = rows[:]
+            random.Random(order_seed).shuffle(shuffled)
+            write_raw(spark, shuffled, files=files, mode="overwrite")
+            spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+            snapshot(spark, "clients", "2024-01-02", mode="full")
+            outputs.append(snapshot_rows(spark, "2024-01-02"))
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", previous)
+    assert outputs[0] == expected
+    assert outputs[1] == expected and outputs[2] == expected
+
+
+@pytest.mark.slow
+def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
+    from jobs.generate import generate_demo
+
+    generate_demo(out=str(warehouse), start="2024-01-01", days=30, seed=1, scale="small")
+    days = [(dt.date(2024, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(30)]
+    late = spark.read.parquet(RAW.path()).where("to_date(ods_dt) < load_date").count()
+    assert late > 0, "the generated data must contain late rows"
+    incremental = {}
+    for ds in days:
+        result = snapshot(spark, "clients", ds)
+        assert result.mode == ("full" if ds == days[0] else "incremental")
+        incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE))
+    landed = [r.asDict() for r in spark.read.parquet(RAW.path()).collect()]
+    for r in landed:
+        r["load_date"] = r["load_date"].isoformat()
+    for ds in days:
+        # Every day against the pure-Python definition of a full rebuild, row by row ...
+        assert incremental[ds][0] == reference_snapshot(landed, ds), ds
+    for ds in days[1::4] + [days[-1]]:
+        # ... and a sample of days against the job's own full mode, state included (each run
+        # costs seconds on shared cores).
+        snapshot(spark, "clients", ds, mode="full")
+        assert snapshot_rows(spark, ds) == incremental[ds][0], ds
+        assert snapshot_rows(spark, ds, STATE) == incremental[ds][1], ds
+
+
+# --- command line --------------------------------------------------------------------------
+
+
+def test_cli_prints_one_summary_line_and_one_line_errors(spark, warehouse, capsys):
+    from jobs.cli import main
+
+    write_raw(spark, [change(1, "2024-01-01 10:00:00", 1, "I")])
+    assert main(["snapshot", "--entity", "clients", "--ds", "2024-01-01"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("snapshot clients ds=2024-01-01 full: read 1 rows, 1 live keys")
+    for argv, fragment in [
+        (["--entity", "clients", "--ds", "2024-13-01"], "--ds '2024-13-01'"),
+        (["--entity", "nosuch", "--ds", "2024-01-01"], "unknown entity 'nosuch'"),
+        (["--entity", "x", "--ds", "2024-01-01", "--source", "/nonexistent/x.csv"], "no such file"),
+        (["--entity", "clients", "--ds", "2024-01-01", "--key", "full_name"], "keyed by client_id"),
+    ]:
+        assert main(["snapshot", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("ostap snapshot: error:") and fragment in err[0], err
+
+
+def test_unknown_entity_error_is_an_ostap_error(spark, warehouse):
+    with pytest.raises(OstapError, match="unknown entity"):
+        snapshot(spark, "nosuch", "2024-01-01")
