@@ -85,6 +85,22 @@ def migrate(env: dict | None = None) -> None:
     airflow("db", "migrate", env=env, capture=True)
 
 
+def free_port() -> int:
+    """A free TCP port below the kernel's ephemeral range (32768+), where outgoing connections
+    of Spark and py4j would otherwise take the port between our check and the server's bind."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port found in 20000-32000")
+
+
 @contextlib.contextmanager
 def api_server(env: dict, timeout: float = 180):
     """Run an Airflow api-server for the duration of the block and point `env` at it.
@@ -92,9 +108,7 @@ def api_server(env: dict, timeout: float = 180):
     Airflow 3 tasks report to the Execution API, so `airflow dags test --use-executor`
     (the LocalExecutor, running independent tasks in parallel) needs one.
     """
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
     log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "api-server.log"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,9 +18,9 @@ from dataclasses import dataclass, field
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from jobs.airflow_local import free_port
+
+    return free_port()
 
 
 def _spark_class() -> str:
