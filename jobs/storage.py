@@ -83,7 +83,20 @@ def publish_partition(df, table: Table, value: str, root: str | None = None, run
         raise RuntimeError(f"could not move the staged partition into {final}")
     if had_previous:
         fs.delete(trash_path, True)
+    _remove_leftovers(spark, table, value, root)
     return final
+
+
+def _remove_leftovers(spark, table: Table, value: str, root: str | None) -> None:
+    """Delete staging and trash folders of this partition left by runs that were killed.
+
+    Readers never see them (their names start with `_`), but they would pile up.
+    """
+    fs, table_path = _fs(spark, table.path(root))
+    prefixes = (f"_staging_{table.partition}={value}.", f"_trash_{table.partition}={value}.")
+    for status in fs.listStatus(table_path):
+        if status.getPath().getName().startswith(prefixes):
+            fs.delete(status.getPath(), True)
 
 
 def read_partition(spark, table: Table, value: str, root: str | None = None):

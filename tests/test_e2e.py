@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -87,7 +86,8 @@ def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_pat
     assert sorted(p.name for p in published.iterdir()) == before
     import duckdb
 
-    n = duckdb.sql(f"select count(*) from read_parquet('{table_dir}/*/*.parquet', hive_partitioning=true)").fetchone()[0]
+    n = duckdb.connect().execute(
+        f"select count(*) from read_parquet('{table_dir}/*/*.parquet', hive_partitioning=true)").fetchone()[0]
     import pyarrow.parquet as pq
 
     assert n == pq.read_table(published).num_rows > 0
