@@ -47,7 +47,10 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
         "AIRFLOW__API__PORT": os.environ.get("OSTAP_AIRFLOW_PORT", "8080"),
         # A task's Execution API token is issued when it is queued; on 2 cores the last of eleven
         # Spark tasks can wait longer than the default 10 minutes and would start with a dead token.
+        # (The workload token lives `task_queued_timeout`, the Execution API's own tokens
+        # `jwt_expiration_time`.)
         "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "14400",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "14400",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
         # spark_default points at local[*] in the embedded setup; a cluster only changes this.
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
