@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install lint constraints clean airflow
+.PHONY: demo test install lint constraints clean airflow services redis-server
 
 install: $(STAMP)
 
@@ -19,10 +19,20 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Debian's Redis server for the serving layer (ostap serve, its tests and benchmark); the
+# tests and the demo start their own instance on a free loopback port.
+services:
+	@command -v redis-server >/dev/null || $(MAKE) --no-print-directory redis-server
+
+redis-server:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server >/dev/null \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; } \
+	  || { echo "could not install redis-server: run apt-get install redis-server as root"; exit 1; }
+
+demo: $(STAMP) services
 	$(BIN)/ostap demo
 
-test: $(STAMP)
+test: $(STAMP) services
 	$(BIN)/python -m pytest -q
 
 # The Airflow UI with the project's DAGs (standalone, SQLite, LocalExecutor).

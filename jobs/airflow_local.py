@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from jobs.net import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 DAGS = REPO / "dags"
@@ -91,20 +92,36 @@ def migrate(env: dict | None = None) -> None:
     airflow("db", "migrate", env=env, capture=True)
 
 
-def free_port() -> int:
-    """A free TCP port below the kernel's ephemeral range (32768+), where outgoing connections
-    of Spark and py4j would otherwise take the port between our check and the server's bind."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(20000, 32000)
-        with socket.socket() as sock:
+@contextlib.contextmanager
+def _background(name: str, args: list[str], env: dict, ready=None, timeout: float = 180):
+    """Run `airflow <args>` in the background for the duration of the block, logging to
+    `$AIRFLOW_HOME/logs/<name>.log`; `ready()` (if given) must turn true before the block runs."""
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *args], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while ready is not None and not ready():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the Airflow {name} did not start; see {log_path}")
+                time.sleep(1)
+            yield proc
+        finally:
+            proc.terminate()
             try:
-                sock.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free TCP port found in 20000-32000")
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -112,33 +129,26 @@ def api_server(env: dict, timeout: float = 180):
     """Run an Airflow api-server for the duration of the block and point `env` at it.
 
     Airflow 3 tasks report to the Execution API, so `airflow dags test --use-executor`
-    (the LocalExecutor, running independent tasks in parallel) needs one.
+    (the LocalExecutor, running independent tasks in parallel) and the scheduler need one.
     """
     port = free_port()
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
-    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / "api-server.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), "api-server", "--port", str(port),
-                                 "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2)
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"the Airflow api-server did not start; see {log_path}") from None
-                    time.sleep(1)
-            yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    health = f"http://127.0.0.1:{port}/api/v2/monitor/health"
+    with _background("api-server", ["api-server", "--port", str(port), "--workers", "1"], env,
+                     ready=lambda: _answers(health), timeout=timeout):
+        yield port
+
+
+@contextlib.contextmanager
+def scheduler(env: dict):
+    """Run the Airflow scheduler (LocalExecutor) for the duration of the block.
+
+    Needs an api-server (see `api_server`) and DAGs serialized into the metadata database
+    (`airflow dags reserialize`, or a running dag-processor).
+    """
+    with _background("scheduler", ["scheduler"], env) as proc:
+        yield proc
 
 
 def standalone() -> int:

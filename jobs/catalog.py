@@ -52,13 +52,9 @@ def connect(root: str | None = None, zones: tuple[str, ...] = ("ods", "marts", "
             con.execute(f"CREATE VIEW {t.qualified} AS SELECT * FROM {source}")
         else:
             cols = ", ".join(f"CAST(NULL AS {_duck_type(ddl_type)}) AS {name}"
-                             for name, ddl_type in _columns(t)) + f", CAST(NULL AS VARCHAR) AS {t.partition}"
+                             for name, ddl_type in t.column_types) + f", CAST(NULL AS VARCHAR) AS {t.partition}"
             con.execute(f"CREATE VIEW {t.qualified} AS SELECT {cols} WHERE false")
     return con
-
-
-def _columns(t: tables.Table) -> list[tuple[str, str]]:
-    return [tuple(part.split(" ", 1)) for part in tables._split_ddl(t.schema)]
 
 
 def _duck_type(ddl_type: str) -> str:

@@ -16,11 +16,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 
-
-def _free_port() -> int:
-    from jobs.airflow_local import free_port
-
-    return free_port()
+from jobs.net import free_port
 
 
 def _spark_class() -> str:
@@ -54,7 +50,7 @@ class LocalCluster:
 
 
 def start_local_cluster(workers: int = 2, cores: int = 1, memory: str = "1g", timeout: float = 90) -> LocalCluster:
-    port, web = _free_port(), _free_port()
+    port, web = free_port(), free_port()
     workdir = tempfile.mkdtemp(prefix="ostap-spark-cluster-")
     env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
                SPARK_WORKER_DIR=workdir, SPARK_NO_DAEMONIZE="1")
@@ -66,7 +62,7 @@ def start_local_cluster(workers: int = 2, cores: int = 1, memory: str = "1g", ti
     for _ in range(workers):
         cluster.processes.append(subprocess.Popen(
             [_spark_class(), "org.apache.spark.deploy.worker.Worker", cluster.master_url, "--host", "127.0.0.1",
-             "--cores", str(cores), "--memory", memory, "--webui-port", str(_free_port())],
+             "--cores", str(cores), "--memory", memory, "--webui-port", str(free_port())],
             env=env, stdout=log, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + timeout
     while cluster.alive_workers() < workers:

@@ -13,6 +13,7 @@ DEFAULT_SHUFFLE_PARTITIONS = "16"
 
 def session_conf(master: str | None = None, conf: dict[str, str] | None = None) -> dict[str, str]:
     """The settings a job's session gets; `conf` (from --conf) wins over the defaults."""
+    root = config.warehouse_root()
     settings = {
         "spark.master": config.spark_master(master),
         "spark.sql.session.timeZone": "UTC",
@@ -26,9 +27,8 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None) 
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.sql.warehouse.dir": os.path.join(config.warehouse_root(), "_spark_catalog")
-        if config.is_local(config.warehouse_root())
-        else config.warehouse_root() + "/_spark_catalog",
+        "spark.sql.warehouse.dir": os.path.join(root, "_spark_catalog") if config.is_local(root)
+        else root + "/_spark_catalog",
     }
     settings.update(conf or {})
     return settings

@@ -110,8 +110,13 @@ class Table:
         return f"{self.zone}.{self.name}"
 
     @property
+    def column_types(self) -> list[tuple[str, str]]:
+        """(name, Spark SQL type) of each column, in schema order (partition column excluded)."""
+        return [tuple(part.strip().split(" ", 1)) for part in _split_ddl(self.schema)]
+
+    @property
     def columns(self) -> list[str]:
-        return [part.strip().split(" ", 1)[0] for part in _split_ddl(self.schema)]
+        return [name for name, _ in self.column_types]
 
     def spark_schema(self):
         from pyspark.sql.types import StructType
@@ -230,7 +235,7 @@ def published_tables() -> list[Table]:
 
 def ddl(t: Table) -> str:
     """CREATE TABLE statement for a table (Spark SQL; LOCATION relative to the warehouse root)."""
-    cols = ",\n".join(f"  {c}" for c in _split_ddl(t.schema))
+    cols = ",\n".join(f"  {name} {type_}" for name, type_ in t.column_types)
     return (f"-- {t.description}\n"
             f"-- keys: {', '.join(t.keys) or '(none: an append log)'}\n"
             f"CREATE TABLE IF NOT EXISTS {t.zone}.{t.name} (\n{cols},\n  {t.partition} string\n)\n"
