@@ -40,7 +40,7 @@ from jobs.forecast_models import (
 )
 from jobs.tables import TABLES
 
-HELP = "forecast monthly sales per store (lin3, snaive, Prophet, ensemble), backtest, publish the plan"
+HELP = "forecast monthly sales per store (lin3, snaive, ETS, Prophet, ensemble), backtest, publish the plan"
 
 log = logging.getLogger(__name__)
 

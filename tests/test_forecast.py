@@ -37,6 +37,36 @@ def test_snaive_repeats_the_same_month_a_year_before():
     assert fm.snaive(y, 14).tolist() == [3.0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 3, 4]
 
 
+def test_holt_winters_damped_additive_by_hand():
+    # period 2, y = 10, 20, 14, 22, 16, alpha = beta = gamma = phi = 0.5.
+    # Start (end of season 1): season means 15 and 18 -> slope b = 3 / 2 = 1.5; level = 15 moved
+    # half a month on = 15.75; seasonals 10 - 14.25 = -4.25 and 20 - 15.75 = 4.25.
+    # t=2, y=14, s=-4.25: l+phi*b = 16.5 -> one-step 12.25 (error 1.75)
+    #   l = .5 (14 + 4.25) + .5 16.5 = 17.375; b = .5 (1.625) + .5 .5 1.5 = 1.1875
+    #   s0 = .5 (14 - 16.5) + .5 (-4.25) = -3.375
+    # t=3, y=22, s=4.25: l+phi*b = 17.96875 -> one-step 22.21875 (error -0.21875)
+    #   l = .5 17.75 + .5 17.96875 = 17.859375; b = .5 .484375 + .25 1.1875 = .5390625
+    #   s1 = .5 (22 - 17.96875) + .5 4.25 = 4.140625
+    # t=4, y=16, s=-3.375: l+phi*b = 18.12890625 -> one-step 14.75390625 (error 1.24609375)
+    #   l = .5 19.375 + .5 18.12890625 = 18.751953125; b = .5 .892578125 + .25 .5390625 = .5810546875
+    #   s0 = .5 (16 - 18.12890625) + .5 (-3.375) = -2.751953125
+    # h=1: l + .5 b + s1 = 23.18310546875; h=2: l + .75 b + s0 = 16.435791015625
+    forecast, sse = fm.holt_winters(np.array([10.0, 20, 14, 22, 16]), 2, 0.5, 0.5, 0.5, 0.5, period=2)
+    assert forecast[0].tolist() == pytest.approx([23.18310546875, 16.435791015625], abs=1e-12)
+    assert sse[0] == pytest.approx(1.75 ** 2 + 0.21875 ** 2 + 1.24609375 ** 2, abs=1e-12)
+
+
+def test_ets_picks_weights_that_continue_a_clean_seasonal_series():
+    months = np.arange(40)
+    season = 20 * np.cos(2 * np.pi * months / 12)
+    y = 100 + season
+    # no trend, no noise: the fitted seasonal pattern carries on (within 1%)
+    expected = 100 + 20 * np.cos(2 * np.pi * np.arange(40, 43) / 12)
+    assert fm.ets(y, 3) == pytest.approx(expected, rel=0.01)
+    # the grid search is deterministic and needs two seasons of history
+    assert fm.ets(y, 3).tolist() == fm.ets(y, 3).tolist() and fm.MIN_MONTHS["ets"] == 24
+
+
 def test_metrics_by_hand_and_zero_actuals():
     actual, predicted = np.array([100.0, 0.0, 50.0]), np.array([90.0, 5.0, 60.0])
     assert fm.wape(actual, predicted) == pytest.approx(25 / 150)
@@ -142,6 +172,52 @@ def test_chosen_model_beats_lin3_on_us_retail_sales():
     assert bt.loc["lin3", "wape"] == pytest.approx(sum(errors) / sum(actuals))
     assert chosen_wape < 0.5 * bt.loc["lin3", "wape"]  # the December peak defeats a 3-month line
     assert result.chosen in {"prophet", "ensemble", "snaive"}
+
+
+def _prophet_itself(y, months, horizon, settings: fm.ProphetSettings) -> np.ndarray:
+    """The forecast of Prophet's own fit and predict, configured as the job configures it."""
+    from prophet import Prophet
+
+    fm.quiet_prophet_logs()
+    model = Prophet(growth="linear", yearly_seasonality=settings.yearly_order, weekly_seasonality=False,
+                    daily_seasonality=False, seasonality_mode=settings.seasonality_mode,
+                    n_changepoints=min(settings.n_changepoints, len(y) - 2),
+                    changepoint_prior_scale=settings.changepoint_prior_scale, uncertainty_samples=0)
+    history = pd.DataFrame({"ds": months, "y": y})
+    future = pd.DataFrame({"ds": pd.date_range(months[-1] + pd.offsets.MonthBegin(1), periods=horizon, freq="MS")})
+    if settings.holidays_country:
+        model.add_regressor("holiday_count", mode="additive")
+        history["holiday_count"] = fm.holiday_counts(settings.holidays_country, months)
+        future["holiday_count"] = fm.holiday_counts(settings.holidays_country, pd.DatetimeIndex(future["ds"]))
+    model.fit(history, algorithm=settings.algorithm, seed=fm.STAN_SEED)
+    return model.predict(future)["yhat"].to_numpy()
+
+
+@pytest.mark.skipif(not os.path.exists(RETAIL), reason="shared retail_sales.csv not present")
+@pytest.mark.parametrize("settings", [fm.ProphetSettings(),
+                                      fm.ProphetSettings(seasonality_mode="additive", holidays_country="US")],
+                         ids=["multiplicative", "additive+holidays"])
+def test_fast_prophet_path_equals_prophet_fit_and_predict(settings):
+    retail = _retail()
+    for months in (48, 25):  # 25: the fewest Prophet gets, fewer changepoints than asked
+        history = retail[-months - 7:-7]
+        y, index = history.to_numpy(), pd.DatetimeIndex(history.index)
+        expected = _prophet_itself(y, index, 3, settings)
+        assert fm.prophet_forecast(y, index, 3, settings) == pytest.approx(expected, rel=1e-9)
+    flat = np.full(30, 5.0)  # Prophet skips Stan for a constant series; so must the fast path
+    index = pd.date_range("2020-01-01", periods=30, freq="MS")
+    assert fm.prophet_forecast(flat, index, 2, settings).tolist() == pytest.approx([5.0, 5.0])
+
+
+@pytest.mark.skipif(not os.path.exists(RETAIL), reason="shared retail_sales.csv not present")
+def test_warm_started_backtest_fits_reach_the_cold_optimum():
+    history = _retail()[-48:]
+    warm = fm.forecast_store(history, fm.ForecastSettings(models=("prophet",)))
+    cold = fm.forecast_store(history, fm.ForecastSettings(
+        models=("prophet",), prophet=fm.ProphetSettings(warm_start=False)))
+    assert warm.timings["prophet"] and len(warm.timings["prophet"]) == 7  # 6 origins + the final fit
+    assert warm.forecasts.yhat.to_numpy() == pytest.approx(cold.forecasts.yhat.to_numpy(), rel=0.01)
+    assert warm.backtest.wape.iloc[0] == pytest.approx(cold.backtest.wape.iloc[0], abs=0.005)
 
 
 @pytest.mark.skipif(not os.path.exists(RETAIL), reason="shared retail_sales.csv not present")
