@@ -3,14 +3,16 @@
 
 Trains the premise recommender (LightFM hybrid) and its baseline for `ds`, evaluates both on a
 time split and publishes both arms' lists (`marts.recommendations`), leads per premise
-(`marts.premise_leads`) and the offline metrics (`marts.rec_eval`). Starts once the snapshots
-it reads are published for `ds`.
+(`marts.premise_leads`) and the offline metrics (`marts.rec_eval`), then loads both arms' lists
+into Redis under a new serving version (`ostap serve load`, Redis at `$OSTAP_REDIS_URL`; the
+previous version stays for `ostap serve rollback`). Starts once the snapshots it reads are
+published for `ds`.
 """
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from jobs.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job, wait_for_partitions
+from jobs.dag_defaults import DAG_DEFAULTS, asset, dag_tags, ostap_command, spark_job, wait_for_partitions
 
 INPUTS = ["ods.tenants", "ods.premises", "ods.deals", "ods.proposals", "ods.managers", "ods.page_views"]
 
@@ -26,5 +28,6 @@ with DAG(
         "train_and_recommend", "recommend", "--ds", "{{ ds }}", "--k", "10",
         outlets=[asset("marts.recommendations"), asset("marts.premise_leads"), asset("marts.rec_eval")],
     )
+    serving = ostap_command("load_serving", "serve", "load", "--ds", "{{ ds }}")
     published = EmptyOperator(task_id="published")
-    snapshots >> recommend >> published
+    snapshots >> recommend >> serving >> published

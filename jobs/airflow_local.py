@@ -67,6 +67,20 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
     return env
 
 
+def serving_redis(env: dict) -> str:
+    """Point `env` at the Redis the serving step loads (OSTAP_REDIS_URL if set, else a private
+    redis-server in `$AIRFLOW_HOME/redis`, started once and left running for `ostap serve`)."""
+    from jobs import redis_local
+
+    if not env.get("OSTAP_REDIS_URL"):
+        env["OSTAP_REDIS_URL"] = redis_local.ensure_running(redis_dir(env))
+    return env["OSTAP_REDIS_URL"]
+
+
+def redis_dir(env: dict) -> Path:
+    return Path(env["AIRFLOW_HOME"]) / "redis"
+
+
 def _local_pii_key(home: Path) -> str:
     """The phone-hash key of this embedded install: random, made once, kept outside the code.
 
@@ -161,9 +175,11 @@ def standalone() -> int:
         # A local, single-user install: a known login is friendlier than a generated one.
         passwords.write_text(json.dumps({"admin": "admin"}))
     migrate(env)
+    serving_redis(env)
     port = env["AIRFLOW__API__PORT"]
     print(f"Airflow UI: http://localhost:{port}  login: admin / {json.loads(passwords.read_text())['admin']}\n"
-          f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}. Ctrl-C stops it.",
+          f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}, "
+          f"serving Redis {env['OSTAP_REDIS_URL']}. Ctrl-C stops it.",
           flush=True)
     return airflow("standalone", env=env, check=False).returncode
 

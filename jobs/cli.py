@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "tables": "jobs.tables_cmd",
     "query": "jobs.query",
     "ddl": "jobs.ddl",
+    "serve": "jobs.serve",
 }
 
 

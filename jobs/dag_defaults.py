@@ -59,6 +59,18 @@ def spark_job(task_id: str, *cli_args: str, outlets=None, **kwargs):
     )
 
 
+def ostap_command(task_id: str, *cli_args: str, **kwargs):
+    """A light `ostap` command that needs no Spark (e.g. loading Redis), run by the worker itself
+    with the interpreter Airflow runs on."""
+    import shlex
+    import sys
+
+    from airflow.providers.standard.operators.bash import BashOperator
+
+    return BashOperator(task_id=task_id, bash_command=shlex.join([sys.executable, "-m", "jobs", *cli_args]),
+                        **kwargs)
+
+
 def partition_ready(table: str, ds: str) -> bool:
     """True when `table` (zone.name) has a published partition ds (its _SUCCESS marker exists)."""
     from jobs.tables import table as lookup

@@ -47,8 +47,9 @@ def run_dates(dates: list[str]) -> int:
     # A failed task fails the demo at once instead of waiting for retries.
     env["OSTAP_TASK_RETRIES"] = "0"
     airflow_local.migrate(env)
-    print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']})",
-          flush=True)
+    redis_url = airflow_local.serving_redis(env)
+    print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
+          f"serving Redis {redis_url})", flush=True)
     timings: list[tuple[str, str, float]] = []
     started = time.monotonic()
     with airflow_local.api_server(env):
@@ -70,4 +71,14 @@ def run_dates(dates: list[str]) -> int:
         print(f"run report for {ds}: {path}")
     print(f"pipeline wall time: {total:.1f} s for {len(timings)} DAG runs "
           f"(warehouse {config.warehouse_root()})")
+    print(serving_summary(redis_url, airflow_local.redis_dir(env)))
     return 0
+
+
+def serving_summary(redis_url: str, redis_dir) -> str:
+    from jobs import serving
+
+    current = serving.status(redis_url)["current"]
+    return (f"serving: version {current} loaded into {redis_url} (left running); answer it with\n"
+            f"  .venv/bin/ostap serve --redis {redis_url}    then  curl localhost:8090/recommendations/<client_id>\n"
+            f"  stop Redis with: .venv/bin/ostap serve redis --dir {redis_dir} --stop")

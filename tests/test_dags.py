@@ -55,7 +55,7 @@ def test_snapshot_dag_runs_entities_in_parallel(dagbag):
 
 @pytest.mark.parametrize("dag_id,chain", [
     ("scoring_targets_daily", ["wait_for_snapshots", "build_targets", "published"]),
-    ("recommendations_daily", ["wait_for_snapshots", "train_and_recommend", "published"]),
+    ("recommendations_daily", ["wait_for_snapshots", "train_and_recommend", "load_serving", "published"]),
     ("sales_forecast_monthly", ["wait_for_snapshots", "forecast_sales", "published"]),
 ])
 def test_downstream_dags_wait_for_their_snapshots(dagbag, dag_id, chain):
@@ -87,6 +87,16 @@ def rendered_spark_submit_commands(dagbag, ds: str) -> str:
             line = " ".join(cmd).replace(str(REPO), "<repo>").replace(sys.executable, "<python>")
             lines.append(f"{dag_id}.{task.task_id}: {line}")
     return "\n".join(lines) + "\n"
+
+
+def test_serving_load_renders_the_date(dagbag):
+    import shlex
+    import sys
+
+    dag = dagbag.dags["recommendations_daily"]
+    task = dag.get_task("load_serving")
+    task.render_template_fields({"ds": "2024-06-01", "params": dag.params.dump()})
+    assert shlex.split(task.bash_command) == [sys.executable, "-m", "jobs", "serve", "load", "--ds", "2024-06-01"]
 
 
 def test_rendered_spark_submit_commands_match_expected(dagbag):

@@ -32,12 +32,29 @@ def _ostap(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jobs", *args], env=env, capture_output=True, text=True)
 
 
+def _redis_port(folder) -> int:
+    import json
+
+    return int(json.loads((folder / "server.json").read_text())["port"])
+
+
 def test_every_dag_through_airflow_publishes_every_table(generated, tmp_path, monkeypatch, spark):
     from jobs import catalog, pipeline
 
     monkeypatch.setenv("OSTAP_WAREHOUSE", str(generated))
     monkeypatch.setenv("OSTAP_AIRFLOW_HOME", str(tmp_path / "airflow"))
-    assert pipeline.run_dates([DEMO_DS]) == 0
+    monkeypatch.delenv("OSTAP_REDIS_URL", raising=False)
+    try:
+        assert pipeline.run_dates([DEMO_DS]) == 0
+        # The DAG's serving step loaded that date's lists into the embedded Redis.
+        from jobs import serving
+
+        served = serving.status(f"redis://127.0.0.1:{_redis_port(tmp_path / 'airflow' / 'redis')}/0")
+        assert served["versions"][served["current"]]["ds"] == DEMO_DS
+    finally:
+        from jobs import redis_local
+
+        redis_local.stop(tmp_path / "airflow" / "redis")
 
     counts = {t: n for t, ds, n in catalog.partition_counts() if ds == DEMO_DS}
     expected = [t.qualified for t in tables.published_tables() if t.zone in ("ods", "marts")]
