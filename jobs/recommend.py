@@ -116,9 +116,7 @@ def _read_ods(spark, entity: str, ds: str):
 def read_agency_inputs(spark, ds: str, eval_days: int) -> dict:
     """pandas frames of the ods snapshots of ds, the event log, and vacancy as of the split day."""
     frames = {entity: _read_ods(spark, entity, ds) for entity in AGENCY_INPUTS}
-    for entity in ("deals", "proposals", "page_views"):
-        frames[entity].createOrReplaceTempView(f"rec_{entity}")
-    events = spark.sql(sqlfiles.load("rec_interactions.sql"), args={"ds": ds}).toPandas()
+    events = agency_events(spark, frames, ds)
     tenants = frames["tenants"].select("client_id", "business_types", "districts", "river_bank", "scale",
                                        "area_min", "area_max", "budget", "manager_id").toPandas()
     premises = frames["premises"].select("premise_id", "area", "price", "district", "river_bank", "vacant",
@@ -134,6 +132,34 @@ def read_agency_inputs(spark, ds: str, eval_days: int) -> dict:
         vacant_at_split = at_split.set_index("premise_id")["vacant"].eq(True)
     return {"tenants": tenants, "premises": premises, "managers": managers, "events": events,
             "vacant_at_split": vacant_at_split}
+
+
+def agency_events(spark, frames: dict, ds: str):
+    """The weighted event log (sql/rec_interactions.sql) as pandas, from Spark DataFrames of the
+    deals, proposals and page_views snapshots."""
+    for entity in ("deals", "proposals", "page_views"):
+        frames[entity].createOrReplaceTempView(f"rec_{entity}")
+    return spark.sql(sqlfiles.load("rec_interactions.sql"), args={"ds": ds}).toPandas()
+
+
+def market_events(spark, market: dict, ds: str):
+    """agency_events of in-memory frames in the ods schemas (e.g. jobs.rec_models.synthetic_market)."""
+    frames = {}
+    for entity in ("deals", "proposals", "page_views"):
+        table = TABLES[f"ods.{entity}"]
+        frames[entity] = spark.createDataFrame(_as_ods(market[entity], ds)[table.columns], schema=table.spark_schema())
+    return agency_events(spark, frames, ds)
+
+
+def _as_ods(frame, ds: str):
+    """A source frame with the ods bookkeeping columns, in the ods column order."""
+    import numpy as np
+    import pandas as pd
+
+    frame = frame.copy()
+    frame["ods_dt"] = pd.Timestamp(ds)
+    frame["ods_seq"] = np.arange(1, len(frame) + 1, dtype=np.int64)
+    return frame
 
 
 def _refuse_null_keys(frame, table: str, column: str) -> None:
@@ -188,6 +214,18 @@ def read_generic_inputs(spark, args) -> dict:
     if args.items:
         items = _integer_ids(_read_any(spark, args.items, "--items"), "item_id", "--items", args.items)
     return {"events": events, "users": users, "items": items}
+
+
+def publish_synthetic_market(spark, ds: str, **market_args) -> dict:
+    """Generate jobs.rec_models.synthetic_market(**market_args) and publish its frames as the ods
+    snapshots of ds (tests and bench/recommend.py run the job's own read path on them). Returns
+    the market (frames plus its hidden utility)."""
+    market = rec_models.synthetic_market(**market_args)
+    for entity in AGENCY_INPUTS:
+        table = TABLES[f"ods.{entity}"]
+        frame = _as_ods(market[entity], ds)[table.columns]
+        storage.publish_partition(spark.createDataFrame(frame, schema=table.spark_schema()), table, ds, validate=False)
+    return market
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,7 +16,12 @@ candidates (85% of them on the market) by utility + Gumbel noise; duration_s gro
 utility. Managers propose premises using only what they see (district, bank, type, area,
 price, popularity, plus their own noise) -- the naive behaviour; the tenant's reaction
 comes from the full utility: viewed with probability sigmoid(U - 0.5), then a deal with
-probability sigmoid(1.2 U - 3.5). High-utility page views also lead to deals. A deal is signed
+probability sigmoid(1.2 U - 3.5). High-utility page views also lead to deals. A tenant signs
+inside the stated criteria: a deal needs area within [area_min, area_max] and price within the
+budget, each with CRITERIA_SLACK (5%) of slack, except for a documented STRETCH_SHARE (10%) of the
+would-be deals outside them that go ahead anyway (the tenant stretched); so about 2-4% of deals
+lie outside the criteria beyond the slack, and later CRM edits (budget changes, repricing) move
+a few more. A deal is signed
 (70%) unless the premise was already taken by an earlier signed deal, then it is lost;
 signing marks the premise not vacant. Random updates end leases (vacant again) and change
 prices; some listings are removed and re-listed (delete, re-insert).
@@ -64,6 +69,10 @@ DEAL_STATUSES = ["open", "signed", "lost"]
 OUTCOMES = ["shown", "viewed", "rejected", "deal"]
 LATENT_DIM = 4
 CANDIDATES = 40
+# Real agencies sign inside the tenant's stated area range and budget (a little slack allowed);
+# a deal outside them happens for only a small share of the would-be deals (the tenant stretched).
+CRITERIA_SLACK = 0.05
+STRETCH_SHARE = 0.10
 HISTORY_DAYS = 365
 
 # Hidden affinity of a business type (rows) for a premise type (columns); -0.8 where not listed.
@@ -162,6 +171,13 @@ class Market:
         bank_ok = (bank == 2) | (bank == premises["river_bank"][p])
         return (AFFINITY_BY_MASK[tenants["business_types"][t], premises["premise_type"][p]]
                 + 1.5 * district_ok + 0.5 * bank_ok - 3 * area_misfit - 4 * price_over)
+
+    @staticmethod
+    def within_criteria(tenants: dict, premises: dict, t, p, slack: float = CRITERIA_SLACK):
+        """Whether premise p meets tenant t's stated area range and budget, with relative slack."""
+        area, price = premises["area"][p], premises["price"][p]
+        return ((area >= tenants["area_min"][t] * (1 - slack)) & (area <= tenants["area_max"][t] * (1 + slack))
+                & (price <= tenants["budget"][t] * (1 + slack)))
 
     def utility(self, tenants: dict, premises: dict, t, p):
         latent = np.einsum("...k,...k->...", self.u[t], self.v[p])
@@ -340,6 +356,8 @@ def generate(window: Window, sizes: dict, rng: np.random.Generator) -> list[Enti
     p_utility = utility(p_tenant, p_premise)
     viewed = rng.random(n_prop) < _sigmoid(p_utility - 0.5)
     dealt = viewed & (rng.random(n_prop) < _sigmoid(1.2 * p_utility - 3.5))
+    dealt &= (Market.within_criteria(tenants_hidden, premises_hidden, p_tenant, p_premise)
+              | (rng.random(n_prop) < STRETCH_SHARE))
     coin = rng.random(n_prop) < 0.5
     outcome = np.where(dealt, 3, np.where(viewed, np.where(coin, 1, 2), np.where(coin, 0, 2)))
     resolved_us = p_at + rng.integers(1, 8, n_prop) * DAY_US + rng.integers(0, HOUR_US // TICK_US, n_prop) * TICK_US
@@ -353,7 +371,10 @@ def generate(window: Window, sizes: dict, rng: np.random.Generator) -> list[Enti
     }, _tweak_proposal, rng, {"outcome": codes_decoder(OUTCOMES)})
 
     # ---- deals: from proposals that ended in a deal and from keen page views -------------
-    from_views = np.flatnonzero(rng.random(n_views) < _sigmoid(1.2 * view_u - 7.5))
+    keen = rng.random(n_views) < _sigmoid(1.2 * view_u - 7.5)
+    keen &= (Market.within_criteria(tenants_hidden, premises_hidden, view_t, view_p)
+             | (rng.random(n_views) < STRETCH_SHARE))
+    from_views = np.flatnonzero(keen)
     from_props = np.flatnonzero(dealt)
     d_tenant = np.concatenate([p_tenant[from_props], view_t[from_views]])
     d_premise = np.concatenate([p_premise[from_props], view_p[from_views]])
