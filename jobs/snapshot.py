@@ -25,6 +25,12 @@ key keeps both extreme contents in the state so the next days see the conflict a
 a later change supersedes it. `--on-conflict fail` (default) writes the rows to dq.conflicts
 and publishes nothing; `quarantine` publishes every other key and names the excluded ones.
 
+One pass: the rows a run reads are scanned once, shuffled once by key and ranked
+(sql/ods_snapshot.sql); only the changes at each key's winning position, the pending rows
+and the rejected rows survive into a cache of about one row per key, and everything else
+(figures, dq records, both publishes) reads that cache. `duplicates collapsed` counts the
+identical copies of each winning change (the copies that can change nothing are not counted).
+
 Bad rows (null key part, null or unparseable ods_dt or ods_seq, ods_type outside I/U/D) go
 to dq.rejects with the reason; the run fails when they exceed --max-reject-share of the rows
 it read. Each bad row is reported by the run that first reads it (incremental: its load day).
@@ -167,44 +173,38 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         new_rows = changes.where(f"load_date <= DATE'{day}'")
     else:
         new_rows = changes
-    checked = _checked(spark, spec, new_rows)
-
-    _count_read_rows(spark, spec, checked, result)
-    if result.rejects:
-        _write_rejects(spark, spec, checked, ds, run_id, root)
-    if result.rows_read and result.rejects / result.rows_read > max_reject_share:
-        _finish(spark, result, started, root)
-        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.rejects_by_reason.items()))
-        raise DataQualityError(
-            f"raw.{spec.entity} ds={ds}: {result.rejects} of {result.rows_read} change rows are bad "
-            f"({reasons}), more than the allowed share {max_reject_share:g}; they are in dq.rejects "
-            f"ds={ds} run {run_id}; nothing published")
-
-    valid = checked.where("reject_reason IS NULL").select(*spec.state.columns)
+    # Rejected rows keep the values as read (for dq.rejects); valid rows drop them before the shuffle.
+    as_read = ("ods_dt_text", "ods_seq_text", "load_date")
+    checked = _checked(spark, spec, new_rows).selectExpr(
+        *spec.state.columns, "reject_reason",
+        *[f"CASE WHEN reject_reason IS NOT NULL THEN {c} END AS {c}" for c in as_read], "1 AS read_here")
+    untouched = None
     if mode_used == "incremental":
-        dedup_input, pending, untouched = _incremental_input(spark, spec, valid, previous, cutoff, result, root)
-    else:
-        valid.createOrReplaceTempView("snapshot_landed")
-        dedup_input = spark.sql(f"SELECT * FROM snapshot_landed WHERE ods_dt < {cutoff}")
-        pending = spark.sql(f"SELECT * FROM snapshot_landed WHERE ods_dt >= {cutoff}")
-        untouched = None
-    dedup_input.createOrReplaceTempView("snapshot_due")
+        checked, untouched = _incremental_input(spark, spec, checked, previous, root)
 
-    per_key = spark.sql(sqlfiles.load("ods_snapshot.sql", keys=", ".join(spec.keys),
-                                      content=", ".join(spec.content), changes="snapshot_due"))
-    if untouched is not None:
-        per_key = per_key.unionByName(untouched)
-    same_content = " AND ".join(f"hi.{c} <=> lo.{c}" for c in spec.content)
-    resolved = per_key.selectExpr(*spec.keys, "hi", "lo", f"NOT ({same_content}) AS conflict").persist()
+    # One pass over the rows read: every later step reads this cache of ~1 row per key.
+    ranked = spark.sql(sqlfiles.load("ods_snapshot.sql", keys=", ".join(spec.keys), cutoff=cutoff,
+                                     changes=_view(checked, "snapshot_changes"))).persist()
+    resolved = None
     try:
-        figures = resolved.selectExpr(
-            "count_if(conflict) AS conflicts",
-            "count_if(NOT conflict AND hi.ods_type = 'D') AS deletes",
-            "count_if(NOT conflict AND hi.ods_type <> 'D') AS live").first()
-        result.conflicts, result.deletes_applied, result.live_keys = (
-            figures["conflicts"], figures["deletes"], figures["live"])
+        per_key = spark.sql(sqlfiles.load("ods_snapshot_winners.sql", keys=", ".join(spec.keys),
+                                          content=", ".join(spec.content), ranked=_view(ranked, "snapshot_ranked")))
+        if untouched is not None:
+            per_key = per_key.unionByName(untouched)
+        same_content = " AND ".join(f"hi.{c} <=> lo.{c}" for c in spec.content)
+        resolved = per_key.selectExpr("*", f"NOT ({same_content}) AS conflict").persist()
+        _count_figures(spark, ranked, resolved, result)
+        if result.rejects:
+            _write_rejects(spark, spec, ranked, ds, run_id, root)
+        if result.rows_read and result.rejects / result.rows_read > max_reject_share:
+            _finish(spark, result, started, root)
+            reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.rejects_by_reason.items()))
+            raise DataQualityError(
+                f"raw.{spec.entity} ds={ds}: {result.rejects} of {result.rows_read} change rows are bad "
+                f"({reasons}), more than the allowed share {max_reject_share:g}; they are in dq.rejects "
+                f"ds={ds} run {run_id}; nothing published")
         if result.conflicts:
-            result.excluded_keys = _write_conflicts(spark, spec, resolved, dedup_input, ds, run_id, root)
+            result.excluded_keys = _write_conflicts(spark, spec, resolved, ranked, ds, run_id, root)
             first = "; ".join(_key_text(k) for k in result.excluded_keys)
             if on_conflict == "fail":
                 _finish(spark, result, started, root)
@@ -228,46 +228,52 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
                                        *[f"hi.{c} AS {c}" for c in spec.content])
         state_lo = resolved.where("conflict").selectExpr(
             *spec.keys, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq", *[f"lo.{c} AS {c}" for c in spec.content])
-        pending = pending.persist()
-        result.pending_rows = pending.count()
+        pending = ranked.where("row_class = 1")
         state_df = state_hi.unionByName(state_lo).select(*spec.state.columns).unionByName(
             pending.select(*spec.state.columns))
         storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id)
-        pending.unpersist()
     finally:
-        resolved.unpersist()
+        ranked.unpersist()
+        if resolved is not None:
+            resolved.unpersist()
     _finish(spark, result, started, root)
     return result
 
 
-def _incremental_input(spark, spec: _Spec, valid, previous: str, cutoff: str, result: SnapshotResult,
-                       root: str | None):
-    """(changes to dedup, rows pending after D, per-key rows of the state that nothing touched).
+def _view(df, name: str) -> str:
+    df.createOrReplaceTempView(name)
+    return name
 
-    Only keys with a change due today (or a conflict kept in the state) go through the dedup;
-    every other key's winner passes from state(D-1) to D as it is, through a broadcast
-    anti-join, so the bulk of the state is scanned and written but never shuffled.
+
+def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | None):
+    """(rows to rank: those read now plus the state rows of the keys they touch, per-key rows
+    of the state that nothing touched).
+
+    Only keys with a change read today, a pending row or a conflict kept in the state go
+    through the dedup; every other key's winner passes from state(D-1) to D as it is, through
+    a broadcast anti-join, so the bulk of the state is scanned and written but never shuffled.
     """
     from pyspark.sql import functions as F
 
     previous_state = storage.read_partition(spark, spec.state, previous, root)
-    result.state_rows_read = previous_state.count()
     previous_cutoff = f"TIMESTAMP'{previous} 00:00:00' + INTERVAL 1 DAY"
+    from_state = ["NULL AS reject_reason", "NULL AS ods_dt_text", "NULL AS ods_seq_text",
+                  "CAST(NULL AS date) AS load_date", "0 AS read_here"]
     winners = previous_state.where(f"ods_dt < {previous_cutoff}")
     # Pending rows of D-1 (ods_dt after D-1) have not reached any winner yet: they arrive now.
-    arriving = valid.unionByName(previous_state.where(f"ods_dt >= {previous_cutoff}"))
-    due_today = arriving.where(f"ods_dt < {cutoff}")
-    pending = arriving.where(f"ods_dt >= {cutoff}")
-    # A quarantined conflict is the only way a key has two rows in the state: it must be
+    arriving = previous_state.where(f"ods_dt >= {previous_cutoff}")
+    # A quarantined conflict is the only way a key has two winner rows in the state: it must be
     # re-examined every day (key columns only are shuffled to find those keys).
     conflicted = winners.groupBy(*spec.keys).count().where("count > 1").select(*spec.keys)
-    touched = F.broadcast(due_today.select(*spec.keys).unionByName(conflicted).distinct())
-    contested = winners.join(touched, list(spec.keys), "left_semi").unionByName(due_today)
-    hi = ", ".join(["ods_dt", "ods_seq", *spec.content])
-    lo = ", ".join(["~unix_micros(ods_dt) AS neg_dt", "~ods_seq AS neg_seq", *spec.content])
+    touched = F.broadcast(checked.where("reject_reason IS NULL").select(*spec.keys)
+                          .unionByName(arriving.select(*spec.keys)).unionByName(conflicted).distinct())
+    contested = winners.join(touched, list(spec.keys), "left_semi").unionByName(arriving)
+    rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
+    content = ", ".join(spec.content)
     untouched = winners.join(touched, list(spec.keys), "left_anti").selectExpr(
-        *spec.keys, f"struct({hi}) AS hi", f"struct({lo}) AS lo", "1L AS changes")
-    return contested, pending, untouched
+        *spec.keys, f"struct(ods_dt, ods_seq, {content}) AS hi", f"struct({content}) AS lo",
+        "1L AS copies", "1L AS due_rows", "0L AS due_rows_read")
+    return rows, untouched
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -301,7 +307,7 @@ def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] 
         df = (spark.read.option("header", True).option("inferSchema", True)
               .option("timestampFormat", "yyyy-MM-dd[ HH:mm:ss[.SSSSSS]]").csv(source))
     else:
-        df = spark.read.parquet(source)
+        df = _read_parquet(spark, source)
     columns = set(df.columns)
     missing = [c for c in (*keys, *tables.CDC_COLUMN_NAMES) if c not in columns]
     if missing:
@@ -326,6 +332,22 @@ def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] 
                              description=f"Last change per key of {entity} from {source}.")
     spec = _Spec(entity, keys, payload_ddl, ods, state, source, source_format)
     return spec, _normalize(df, spec), "load_date" in columns
+
+
+def _read_parquet(spark, source: str):
+    """The Parquet source, its partition folders listed on the driver.
+
+    Above spark.sql.sources.parallelPartitionDiscovery.threshold (32) folders Spark lists them
+    with a distributed job; a year of load_date folders then costs a job of 365 tasks per run,
+    where listing them from the driver takes milliseconds on a local or HDFS warehouse.
+    """
+    setting = "spark.sql.sources.parallelPartitionDiscovery.threshold"
+    before = spark.conf.get(setting)
+    spark.conf.set(setting, "10000")
+    try:
+        return spark.read.parquet(source)
+    finally:
+        spark.conf.set(setting, before)
 
 
 def _source_format(path: str) -> str:
@@ -389,38 +411,50 @@ def _choose_mode(spark, spec: _Spec, mode: str, has_load_date: bool, previous: s
 # --- figures and dq records ------------------------------------------------------------------
 
 
-def _count_read_rows(spark, spec: _Spec, checked, result: SnapshotResult) -> None:
-    checked.createOrReplaceTempView("snapshot_checked")
-    all_columns = ", ".join([*spec.state.columns, "ods_dt_text", "ods_seq_text"])
-    for row in spark.sql(sqlfiles.load("ods_snapshot_read_stats.sql", all_columns=all_columns,
-                                       checked="snapshot_checked")).collect():
-        result.rows_read += row["rows"]
-        if row["reject_reason"] is None:
-            result.duplicates_collapsed = row["duplicate_rows"]
+def _count_figures(spark, ranked, resolved, result: SnapshotResult) -> None:
+    """The run's figures from the two cached frames (no pass over the rows read)."""
+    per_key = resolved.selectExpr(
+        "count_if(conflict) AS conflicts",
+        "count_if(NOT conflict AND hi.ods_type = 'D') AS deletes",
+        "count_if(NOT conflict AND hi.ods_type <> 'D') AS live",
+        "coalesce(sum(IF(conflict, 0, copies - 1)), 0) AS duplicates",
+        "coalesce(sum(due_rows_read), 0) AS due_read",
+        "coalesce(sum(due_rows - due_rows_read), 0) AS due_from_state").first()
+    result.conflicts, result.deletes_applied, result.live_keys = (
+        per_key["conflicts"], per_key["deletes"], per_key["live"])
+    result.duplicates_collapsed = per_key["duplicates"]
+    result.rows_read, result.state_rows_read = per_key["due_read"], per_key["due_from_state"]
+    for row in ranked.where("row_class > 0").groupBy("row_class", "reject_reason").agg(
+            {"*": "count", "read_here": "sum"}).collect():
+        rows, read = row["count(1)"], row["sum(read_here)"]
+        result.rows_read += read
+        result.state_rows_read += rows - read
+        if row["row_class"] == 1:
+            result.pending_rows = rows
         else:
-            result.rejects_by_reason[row["reject_reason"]] = row["rows"]
-            result.rejects += row["rows"]
+            result.rejects_by_reason[row["reject_reason"]] = rows
+            result.rejects += rows
 
 
-def _write_rejects(spark, spec: _Spec, checked, ds: str, run_id: str, root: str | None) -> None:
+def _write_rejects(spark, spec: _Spec, ranked, ds: str, run_id: str, root: str | None) -> None:
     from pyspark.sql import functions as F
 
     as_read = [*spec.payload, F.col("ods_dt_text").alias("ods_dt"), F.col("ods_seq_text").alias("ods_seq"),
                "ods_type", "load_date"]
-    rejects = checked.where("reject_reason IS NOT NULL").select(
+    rejects = ranked.where("row_class = 2").select(
         F.lit(spec.entity).alias("entity"), F.col("reject_reason").alias("reason"),
         F.to_json(F.struct(*as_read), {"ignoreNullFields": "false"}).alias("row_json"),
         F.lit(run_id).alias("run_id"))
     storage.append_records(spark, tables.TABLES["dq.rejects"], None, ds, root=root, df=rejects)
 
 
-def _write_conflicts(spark, spec: _Spec, resolved, due, ds: str, run_id: str, root: str | None) -> list[dict]:
+def _write_conflicts(spark, spec: _Spec, resolved, ranked, ds: str, run_id: str, root: str | None) -> list[dict]:
     """Append every distinct change at the winning position of a conflicted key; return the first keys."""
     from pyspark.sql import functions as F
 
-    conflicted = resolved.where("conflict").selectExpr(*spec.keys, "hi.ods_dt AS top_dt", "hi.ods_seq AS top_seq")
-    rows = (due.join(F.broadcast(conflicted), list(spec.keys))
-            .where("ods_dt = top_dt AND ods_seq = top_seq")
+    conflicted = resolved.where("conflict").select(*spec.keys)
+    # The due rows kept in `ranked` are exactly the changes at each key's winning position.
+    rows = (ranked.where("row_class = 0").join(F.broadcast(conflicted), list(spec.keys))
             .select(*spec.state.columns).distinct())
     records = rows.select(
         F.lit(spec.entity).alias("entity"),
@@ -428,7 +462,7 @@ def _write_conflicts(spark, spec: _Spec, resolved, due, ds: str, run_id: str, ro
         F.to_json(F.struct("ods_type", *spec.payload), {"ignoreNullFields": "false"}).alias("row_json"),
         F.lit(run_id).alias("run_id"))
     storage.append_records(spark, tables.TABLES["dq.conflicts"], None, ds, root=root, df=records)
-    first = conflicted.select(*spec.keys).orderBy(*spec.keys).limit(FIRST_KEYS_SHOWN).collect()
+    first = conflicted.orderBy(*spec.keys).limit(FIRST_KEYS_SHOWN).collect()
     return [row.asDict() for row in first]
 
 
