@@ -18,6 +18,11 @@ def test_compose_has_every_service_on_a_shared_warehouse():
     assert scheduler_env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
     assert "spark://spark-master" in scheduler_env["AIRFLOW_CONN_SPARK_DEFAULT"]
     assert "warehouse" in compose["volumes"]
+    # Serving: Redis, the API on it, and the DAG's load step pointed at the same Redis.
+    assert {"redis", "serve"} <= set(services)
+    assert scheduler_env["OSTAP_REDIS_URL"] == "redis://redis:6379/0"
+    assert services["serve"]["command"][:2] == ["ostap", "serve"]
+    assert services["serve"]["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 def test_dockerfile_installs_java_and_the_pinned_set():
