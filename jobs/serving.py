@@ -423,6 +423,13 @@ class _BadRequest(Exception):
     pass
 
 
+def _parse_request(raw_id: str, what: str, max_k: int) -> tuple[int, int]:
+    """The path id and the `k` query argument of a request, or _BadRequest (answered with 400)."""
+    from flask import request
+
+    return _parse_id(raw_id, what), _parse_k(request.args.get("k"), max_k)
+
+
 def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_K,
                treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE):
     """The Flask app. `treatment_share` is only the first guess: each version carries the share
@@ -466,8 +473,7 @@ def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_
         started = time.perf_counter()
         record = {"endpoint": "recommendations", "client_id": client_id}
         try:
-            cid = _parse_id(client_id, "client_id")
-            k = _parse_k(request.args.get("k"), max_k)
+            cid, k = _parse_request(client_id, "client_id", max_k)
         except _BadRequest as exc:
             return error(400, "bad_request", str(exc), record, started)
         record["client_id"] = cid
@@ -498,8 +504,7 @@ def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_
         started = time.perf_counter()
         record = {"endpoint": "leads", "premise_id": premise_id}
         try:
-            pid = _parse_id(premise_id, "premise_id")
-            k = _parse_k(request.args.get("k"), max_k)
+            pid, k = _parse_request(premise_id, "premise_id", max_k)
         except _BadRequest as exc:
             return error(400, "bad_request", str(exc), record, started)
         record["premise_id"] = pid
