@@ -11,6 +11,13 @@ Definitions (for day D; `cutoff` = D+1 00:00:00 UTC):
                 winning change has ods_type D are absent. Identical re-deliveries collapse.
   state(D)      per key the winning change of due(D) (tombstones included), plus pending(D)
 
+state(D) is stored whole, or as a delta: the rows of the keys touched since the whole state of
+an earlier day B, which they override key by key (`read_state`). An incremental run writes a
+delta while it stays under --state-compaction (default 0.25) of B's rows, then the whole state
+again. So an ordinary day rewrites the ods snapshot but not the state, and finds pending rows
+and quarantined conflicts in the delta alone. A delta whose B was rerun since is not trusted:
+the next run rebuilds in full.
+
 A full run computes due(D) from every landed row. An incremental run computes it from
 state(D-1) plus the rows with load_date = D: the winner over a union is the winner over
 the winners of its parts, and every row of due(D) not in due(D-1) either landed on D or was
@@ -39,12 +46,14 @@ it read. Each bad row is reported by the run that first reads it (incremental: i
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import re
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from jobs import config, sqlfiles, storage, tables
 from jobs.errors import BadInputError, DataQualityError
@@ -54,6 +63,9 @@ HELP = "rebuild the as-of snapshot ods.<entity> for --ds from ODS change rows (f
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REJECT_SHARE = 0.001
+# A state partition written as a delta names its base in this sidecar (see "State layout" above).
+STATE_SIDECAR = "_STATE.json"
+DEFAULT_STATE_COMPACTION = 0.25
 FIRST_KEYS_SHOWN = 5
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -76,6 +88,9 @@ def add_arguments(parser) -> None:
                         help="on conflicting changes: publish nothing (fail) or publish all other keys")
     parser.add_argument("--max-reject-share", type=float, default=DEFAULT_MAX_REJECT_SHARE, metavar="SHARE",
                         help=f"fail when bad rows exceed this share of the rows read (default {DEFAULT_MAX_REJECT_SHARE})")
+    parser.add_argument("--state-compaction", type=float, default=DEFAULT_STATE_COMPACTION, metavar="SHARE",
+                        help="write the whole state again once the keys changed since its last whole copy exceed "
+                             f"this share of it (default {DEFAULT_STATE_COMPACTION}; 0: every day)")
 
 
 def run(args) -> int:
@@ -85,7 +100,8 @@ def run(args) -> int:
     spark = spark_for(args, f"ostap-snapshot-{args.entity}")
     keys = tuple(k.strip() for k in args.key.split(",") if k.strip()) if args.key else None
     result = build_snapshot(spark, args.entity, args.ds, source=args.source, keys=keys, mode=args.mode,
-                            on_conflict=args.on_conflict, max_reject_share=args.max_reject_share)
+                            on_conflict=args.on_conflict, max_reject_share=args.max_reject_share,
+                            state_compaction=args.state_compaction)
     print(result.summary())
     return 0
 
@@ -105,6 +121,7 @@ class SnapshotResult:
     pending_rows: int = 0
     seconds: float = 0.0
     run_id: str = ""
+    state_base: str = ""  # ds of the whole state this run's state is a delta on ("": written whole)
     notes: list[str] = field(default_factory=list)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     excluded_keys: list[dict] = field(default_factory=list)
@@ -115,7 +132,8 @@ class SnapshotResult:
                 + f", {self.live_keys} live keys, {self.deletes_applied} deletes applied, "
                 f"{self.duplicates_collapsed} duplicates collapsed, {self.conflicts} conflicts, "
                 f"{self.rejects} rejects, {self.pending_rows} rows pending a later day, "
-                f"{self.seconds:.1f} s (run {self.run_id})")
+                + (f"state as a delta on ds={self.state_base}, " if self.state_base else "")
+                + f"{self.seconds:.1f} s (run {self.run_id})")
         return text + "".join(f"; {note}" for note in self.notes)
 
 
@@ -144,7 +162,8 @@ class _Spec:
 def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, keys: tuple[str, ...] | None = None,
                    mode: str = "auto", on_conflict: str = "fail",
                    max_reject_share: float = DEFAULT_MAX_REJECT_SHARE, root: str | None = None,
-                   run_id: str | None = None, validate: bool = True) -> SnapshotResult:
+                   run_id: str | None = None, validate: bool = True,
+                   state_compaction: float = DEFAULT_STATE_COMPACTION) -> SnapshotResult:
     """Publish ods.<entity> and state.<entity> partition `ds`; return the run's figures.
 
     `validate=False` skips the Great Expectations gate of the ods publish (tests of the dedup
@@ -157,6 +176,8 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         raise BadInputError(f"--on-conflict {on_conflict!r}: expected fail or quarantine")
     if not 0 <= max_reject_share <= 1:
         raise BadInputError(f"--max-reject-share {max_reject_share}: expected a share between 0 and 1")
+    if not state_compaction >= 0:
+        raise BadInputError(f"--state-compaction {state_compaction}: expected a share of 0 or more")
     run_id = run_id or uuid.uuid4().hex[:12]
     spec, changes, has_load_date = _read_changes(spark, entity, source, keys, root)
     cutoff = f"TIMESTAMP'{day + dt.timedelta(days=1)} 00:00:00'"
@@ -178,9 +199,10 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
     checked = _checked(spark, spec, new_rows).selectExpr(
         *spec.state.columns, "reject_reason",
         *[f"CASE WHEN reject_reason IS NOT NULL THEN {c} END AS {c}" for c in as_read], "1 AS read_here")
-    untouched = None
+    previous_state = None
     if mode_used == "incremental":
-        checked, untouched = _incremental_input(spark, spec, checked, previous, root)
+        previous_state = _incremental_input(spark, spec, checked, previous, root)
+        checked = previous_state.rows
 
     # One pass over the rows read: every later step reads this cache of ~1 row per key.
     ranked = spark.sql(sqlfiles.load("ods_snapshot.sql", keys=", ".join(spec.keys), cutoff=cutoff,
@@ -189,11 +211,13 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
     try:
         per_key = spark.sql(sqlfiles.load("ods_snapshot_winners.sql", keys=", ".join(spec.keys),
                                           content=", ".join(spec.content), ranked=_view(ranked, "snapshot_ranked")))
-        if untouched is not None:
-            per_key = per_key.unionByName(untouched)
         same_content = " AND ".join(f"hi.{c} <=> lo.{c}" for c in spec.content)
         resolved = per_key.selectExpr("*", f"NOT ({same_content}) AS conflict").persist()
         _count_figures(spark, ranked, resolved, result)
+        touched_state_rows = (result.live_keys + result.deletes_applied + 2 * result.conflicts
+                              + result.pending_rows)
+        if previous_state is not None:
+            _count_untouched(previous_state.untouched, result)
         if result.rejects:
             _write_rejects(spark, spec, ranked, ds, run_id, root)
         if result.rows_read and result.rejects / result.rows_read > max_reject_share:
@@ -219,6 +243,9 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         winner_columns = [c if c in spec.keys else f"hi.{c} AS {c}" for c in spec.payload]
         ods_df = resolved.where("NOT conflict AND hi.ods_type <> 'D'").selectExpr(
             *winner_columns, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq")
+        if previous_state is not None:
+            ods_df = ods_df.select(*spec.ods.columns).unionByName(
+                previous_state.untouched.where("ods_type <> 'D'").select(*spec.ods.columns))
         storage.publish_partition(ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id,
                                   validate=validate)
 
@@ -231,11 +258,17 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         pending = ranked.where("row_class = 1")
         state_df = state_hi.unionByName(state_lo).select(*spec.state.columns).unionByName(
             pending.select(*spec.state.columns))
-        storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id)
+        base = None
+        if previous_state is not None:
+            state_df, base = previous_state.next_state(spark, spec, state_df, touched_state_rows,
+                                                       state_compaction, root)
+        result.state_base = base["ds"] if base else ""
+        storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id,
+                                  sidecar={STATE_SIDECAR: json.dumps({"run_id": run_id, "base": base})})
     finally:
-        ranked.unpersist()
-        if resolved is not None:
-            resolved.unpersist()
+        for cached in (ranked, resolved, *(previous_state.cached if previous_state else ())):
+            if cached is not None:
+                cached.unpersist()
     _finish(spark, result, started, root)
     return result
 
@@ -245,35 +278,107 @@ def _view(df, name: str) -> str:
     return name
 
 
-def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | None):
-    """(rows to rank: those read now plus the state rows of the keys they touch, per-key rows
-    of the state that nothing touched).
+@dataclass
+class _PreviousState:
+    """What an incremental run takes from state(D-1)."""
+
+    rows: Any  # the change rows read now plus the state rows of the keys they touch
+    untouched: Any  # the rows of state(D-1) of every other key, as they are
+    touched: Any  # the touched keys (cached)
+    delta: Any | None  # the delta rows of state(D-1); None when it is whole
+    base: dict  # {"ds", "run_id"}: the whole state a delta written for D builds on
+    cached: tuple = ()
+
+    def next_state(self, spark, spec: _Spec, todays, todays_rows: int, compaction: float, root: str | None):
+        """(state rows to publish for D, the base they are a delta on or None when written whole).
+
+        `todays` are the state rows of the touched keys. The delta of D is those plus the
+        delta rows of D-1 of keys not touched today; once it would exceed `compaction` times
+        the base, the whole state is written instead (a compaction, as costly as before).
+        """
+        from pyspark.sql import functions as F
+
+        carried = (self.delta.join(F.broadcast(self.touched), list(spec.keys), "left_anti")
+                   if self.delta is not None else None)
+        base_rows = storage.read_partition(spark, spec.state, self.base["ds"], root).count()  # footers only
+        delta_rows = todays_rows + (carried.count() if carried is not None else 0)
+        if delta_rows > compaction * base_rows:
+            return todays.unionByName(self.untouched.select(*spec.state.columns)), None
+        if carried is not None:
+            todays = todays.unionByName(carried.select(*spec.state.columns))
+        return todays, self.base
+
+
+def _state_info(spark, spec: _Spec, ds: str, root: str | None) -> dict | None:
+    """The sidecar of state partition ds ({"run_id", "base"}), None when it has none."""
+    text = storage.read_text(spark, f"{spec.state.partition_path(ds, root)}/{STATE_SIDECAR}")
+    return json.loads(text) if text else None
+
+
+def read_state(spark, entity: str, ds: str, root: str | None = None, table: tables.Table | None = None):
+    """The whole state.<entity> of ds: a delta partition overrides its base key by key."""
+    from pyspark.sql import functions as F
+
+    table = table or tables.TABLES[f"state.{entity}"]
+    rows = storage.read_partition(spark, table, ds, root)
+    text = storage.read_text(spark, f"{table.partition_path(ds, root)}/{STATE_SIDECAR}")
+    base = json.loads(text)["base"] if text else None
+    if not base:
+        return rows
+    base_rows = storage.read_partition(spark, table, base["ds"], root)
+    keys = list(table.keys)
+    return base_rows.join(F.broadcast(rows.select(*keys).distinct()), keys, "left_anti").unionByName(rows)
+
+
+def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | None) -> _PreviousState:
+    """The rows to rank (those read now plus the state rows of the keys they touch) and the
+    rows of state(D-1) that nothing touched.
 
     Only keys with a change read today, a pending row or a conflict kept in the state go
-    through the dedup; every other key's winner passes from state(D-1) to D as it is, through
-    a broadcast anti-join, so the bulk of the state is scanned and written but never shuffled.
+    through the dedup (a few percent of the keys on a normal day). Every other key's winner
+    passes from state(D-1) to D unchanged: its rows are streamed from the state files through a
+    broadcast anti-join straight into the ods publish, never shuffled, cached or ranked. The
+    touched keys are computed once and cached: the semi-join, the anti-join and both publishes
+    read them.
+
+    State layout: a state partition is either whole, or a delta on the whole partition of an
+    earlier day (its sidecar names it): the rows of every key touched since then. Pending rows
+    and quarantined conflicts always sit in a delta (the run after a whole state touches their
+    keys, and every delta after it carries them), so finding them reads the delta only; the bulk
+    of the state is then neither shuffled nor rewritten on an ordinary day.
     """
     from pyspark.sql import functions as F
 
-    previous_state = storage.read_partition(spark, spec.state, previous, root)
+    info = _state_info(spark, spec, previous, root) or {}
+    base = info.get("base")
+    delta = None
+    if base:
+        delta = storage.read_partition(spark, spec.state, previous, root)
+        delta_keys = delta.select(*spec.keys).distinct().persist()
+        base_rows = storage.read_partition(spark, spec.state, base["ds"], root)
+        not_in_delta = base_rows.join(F.broadcast(delta_keys), list(spec.keys), "left_anti")
+        previous_state, flagged_in = not_in_delta.unionByName(delta), delta
+        cached = (delta_keys,)
+    else:
+        previous_state = flagged_in = storage.read_partition(spark, spec.state, previous, root)
+        base = {"ds": previous, "run_id": info.get("run_id")}
+        cached = ()
     previous_cutoff = f"TIMESTAMP'{previous} 00:00:00' + INTERVAL 1 DAY"
     from_state = ["NULL AS reject_reason", "NULL AS ods_dt_text", "NULL AS ods_seq_text",
                   "CAST(NULL AS date) AS load_date", "0 AS read_here"]
-    winners = previous_state.where(f"ods_dt < {previous_cutoff}")
     # Pending rows of D-1 (ods_dt after D-1) have not reached any winner yet: they arrive now.
-    arriving = previous_state.where(f"ods_dt >= {previous_cutoff}")
+    arriving = flagged_in.where(f"ods_dt >= {previous_cutoff}")
     # A quarantined conflict is the only way a key has two winner rows in the state: it must be
     # re-examined every day (key columns only are shuffled to find those keys).
-    conflicted = winners.groupBy(*spec.keys).count().where("count > 1").select(*spec.keys)
-    touched = F.broadcast(checked.where("reject_reason IS NULL").select(*spec.keys)
-                          .unionByName(arriving.select(*spec.keys)).unionByName(conflicted).distinct())
-    contested = winners.join(touched, list(spec.keys), "left_semi").unionByName(arriving)
+    conflicted = (flagged_in.where(f"ods_dt < {previous_cutoff}").groupBy(*spec.keys).count()
+                  .where("count > 1").select(*spec.keys))
+    touched = (checked.where("reject_reason IS NULL").select(*spec.keys)
+               .unionByName(arriving.select(*spec.keys)).unionByName(conflicted).distinct().persist())
+    # Arriving rows are rows of touched keys: the semi-join brings them in with the winners.
+    contested = previous_state.join(F.broadcast(touched), list(spec.keys), "left_semi")
     rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
-    content = ", ".join(spec.content)
-    untouched = winners.join(touched, list(spec.keys), "left_anti").selectExpr(
-        *spec.keys, f"struct(ods_dt, ods_seq, {content}) AS hi", f"struct({content}) AS lo",
-        "1L AS copies", "1L AS due_rows", "0L AS due_rows_read")
-    return rows, untouched
+    untouched = previous_state.join(F.broadcast(touched), list(spec.keys), "left_anti")
+    return _PreviousState(rows, untouched, touched, delta, base, cached=(*cached, touched))
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -405,6 +510,15 @@ def _choose_mode(spark, spec: _Spec, mode: str, has_load_date: bool, previous: s
     marker = f"{spec.state.partition_path(previous, root)}/_SUCCESS"
     if not storage.path_exists(spark, marker):
         return "full", [f"no state.{spec.entity} ds={previous}: incremental run fell back to a full rebuild"]
+    base = (_state_info(spark, spec, previous, root) or {}).get("base")
+    if base:
+        # A delta is only as good as the base it was computed on: a base rerun since (or
+        # missing) would mix two histories, so the run rebuilds from the change rows instead.
+        base_info = _state_info(spark, spec, base["ds"], root)
+        base_published = storage.path_exists(spark, f"{spec.state.partition_path(base['ds'], root)}/_SUCCESS")
+        if not base_published or (base_info or {}).get("base") or (base_info or {}).get("run_id") != base["run_id"]:
+            return "full", [f"state.{spec.entity} ds={previous} is a delta on ds={base['ds']}, which was "
+                            "rewritten or removed since: incremental run fell back to a full rebuild"]
     return "incremental", []
 
 
@@ -434,6 +548,15 @@ def _count_figures(spark, ranked, resolved, result: SnapshotResult) -> None:
         else:
             result.rejects_by_reason[row["reject_reason"]] = rows
             result.rejects += rows
+
+
+def _count_untouched(untouched, result: SnapshotResult) -> None:
+    """Add the keys that passed from the state unchanged: one streaming pass, no shuffle."""
+    row = untouched.selectExpr("count_if(ods_type <> 'D') AS live", "count_if(ods_type = 'D') AS deletes",
+                               "count(*) AS keys").first()
+    result.live_keys += row["live"]
+    result.deletes_applied += row["deletes"]
+    result.state_rows_read += row["keys"]
 
 
 def _write_rejects(spark, spec: _Spec, ranked, ds: str, run_id: str, root: str | None) -> None:

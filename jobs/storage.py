@@ -25,6 +25,22 @@ def path_exists(spark, path: str) -> bool:
     return fs.exists(hpath)
 
 
+def read_text(spark, path: str) -> str | None:
+    """A small text file (a sidecar), or None when it does not exist."""
+    fs, hpath = _fs(spark, path)
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        reader = spark._jvm.java.io.BufferedReader(spark._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        lines = []
+        while (line := reader.readLine()) is not None:
+            lines.append(line)
+        return "\n".join(lines)
+    finally:
+        stream.close()
+
+
 def delete_path(spark, path: str) -> None:
     fs, hpath = _fs(spark, path)
     if fs.exists(hpath):
@@ -47,10 +63,12 @@ def list_partitions(spark, table: Table, root: str | None = None) -> list[str]:
 
 
 def publish_partition(df, table: Table, value: str, root: str | None = None, run_id: str | None = None,
-                      validate: bool = True) -> str:
+                      validate: bool = True, sidecar: dict[str, str] | None = None) -> str:
     """Check `df` against the table's data-quality suite, then write it (without the partition
     column) as partition `value` of `table` by staged swap.
 
+    `sidecar` maps file names (starting with `_`, so that readers skip them) to small texts
+    written into the partition before the swap: they appear together with its rows.
     A failed critical expectation raises DataQualityError and nothing is written.
     Returns the final partition path.
     """
@@ -72,6 +90,14 @@ def publish_partition(df, table: Table, value: str, root: str | None = None, run
 
     fs, final_path = _fs(spark, final)
     jvm = spark._jvm
+    for name, text in (sidecar or {}).items():
+        if not name.startswith("_"):
+            raise ValueError(f"sidecar file {name!r}: its name must start with '_' so that readers skip it")
+        out = fs.create(jvm.org.apache.hadoop.fs.Path(f"{staging}/{name}"), True)
+        try:
+            out.write(bytearray(text.encode()))
+        finally:
+            out.close()
     staging_path = jvm.org.apache.hadoop.fs.Path(staging)
     trash_path = jvm.org.apache.hadoop.fs.Path(trash)
     had_previous = fs.exists(final_path)

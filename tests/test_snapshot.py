@@ -14,7 +14,7 @@ import pytest
 
 from jobs import storage, tables
 from jobs.errors import BadInputError, DataQualityError, OstapError
-from jobs.snapshot import build_snapshot
+from jobs.snapshot import build_snapshot, read_state
 
 RAW = tables.TABLES["raw.clients"]
 ODS = tables.TABLES["ods.clients"]
@@ -46,12 +46,19 @@ def write_raw(spark, rows, files=1, entity="clients", mode="append"):
 
 def snapshot(spark, entity, ds, **options):
     """build_snapshot without the Great Expectations gate, which has its own tests and costs seconds
-    per publish on shared cores; the CLI test below runs the whole job, gate included."""
+    per publish on shared cores; the CLI test below runs the whole job, gate included.
+
+    On a handful of keys every day touches more than the default compaction share, so incremental
+    runs here write their state as deltas (never compacting) unless a test says otherwise: the
+    hand-made cases then go through the delta path, and the 30-day test mixes both.
+    """
+    options.setdefault("state_compaction", float("inf"))
     return build_snapshot(spark, entity, ds, validate=False, **options)
 
 
 def snapshot_rows(spark, ds, table=ODS):
-    df = storage.read_partition(spark, table, ds)
+    # A state partition may be a delta on an earlier day's: compare whole states.
+    df = read_state(spark, "clients", ds) if table is STATE else storage.read_partition(spark, table, ds)
     return sorted(tuple(r) for r in df.select(*table.columns).collect())
 
 
@@ -97,7 +104,7 @@ def test_delete_then_reinsert_and_delete_as_last_change(spark, warehouse):
     assert names_by_key(spark, "2024-01-01") == {1: ("back", 3)}
     assert (result.live_keys, result.deletes_applied) == (1, 1)
     # The state keeps the tombstone, so a later day still knows key 2 is deleted.
-    state = {r["client_id"]: r["ods_type"] for r in storage.read_partition(spark, STATE, "2024-01-01").collect()}
+    state = {r["client_id"]: r["ods_type"] for r in read_state(spark, "clients", "2024-01-01").collect()}
     assert state == {1: "I", 2: "D"}
 
 
@@ -309,11 +316,15 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
     days = [(dt.date(2024, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(30)]
     late = spark.read.parquet(RAW.path()).where("to_date(ods_dt) < load_date").count()
     assert late > 0, "the generated data must contain late rows"
-    incremental = {}
+    incremental, state_bases = {}, []
     for ds in days:
-        result = snapshot(spark, "clients", ds)
+        # A compaction share that both writes deltas and, every few days, the whole state again.
+        result = snapshot(spark, "clients", ds, state_compaction=0.03)
         assert result.mode == ("full" if ds == days[0] else "incremental")
         incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE))
+        state_bases.append(result.state_base)
+    deltas = sum(1 for base in state_bases if base)
+    assert 5 <= deltas <= len(days) - 3, state_bases  # both layouts were written and read back
     landed = [r.asDict() for r in spark.read.parquet(RAW.path()).collect()]
     for r in landed:
         r["load_date"] = r["load_date"].isoformat()
@@ -326,6 +337,38 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
         snapshot(spark, "clients", ds, mode="full")
         assert snapshot_rows(spark, ds) == incremental[ds][0], ds
         assert snapshot_rows(spark, ds, STATE) == incremental[ds][1], ds
+
+
+def test_state_is_a_delta_on_the_last_whole_state_until_compaction(spark, warehouse):
+    rows = [change(k, "2024-01-01 10:00:00", k, "I", name=f"c{k}") for k in range(1, 11)]
+    rows.append(change(1, "2024-01-02 10:00:00", 20, "U", name="day2"))
+    rows += [change(k, "2024-01-03 10:00:00", 30 + k, "U", name="day3") for k in (2, 3, 4)]
+    write_raw(spark, rows)
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    results = {ds: snapshot(spark, "clients", ds, state_compaction=0.25) for ds in days}
+    # Day 2 touches 1 of 10 keys: its state partition holds that key only, on day 1's whole state.
+    assert results["2024-01-02"].state_base == "2024-01-01"
+    assert storage.read_partition(spark, STATE, "2024-01-02").count() == 1
+    # Day 3 would carry 1 + 3 keys, more than a quarter of 10: the whole state is written again.
+    assert results["2024-01-03"].state_base == ""
+    assert storage.read_partition(spark, STATE, "2024-01-03").count() == 10
+    incremental = {ds: (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) for ds in days}
+    assert {k: v[0] for k, v in names_by_key(spark, "2024-01-02").items()}[1] == "day2"
+    for ds in days:
+        snapshot(spark, "clients", ds, mode="full")
+        assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) == incremental[ds], ds
+
+
+def test_a_delta_whose_base_was_rerun_falls_back_to_a_full_rebuild(spark, warehouse):
+    write_raw(spark, [change(1, "2024-01-01 10:00:00", 1, "I"), change(2, "2024-01-01 10:00:00", 2, "I"),
+                      change(1, "2024-01-02 10:00:00", 3, "U", name="b"),
+                      change(2, "2024-01-03 10:00:00", 4, "U", name="c")])
+    snapshot(spark, "clients", "2024-01-01")
+    assert snapshot(spark, "clients", "2024-01-02").state_base == "2024-01-01"
+    snapshot(spark, "clients", "2024-01-01", mode="full")  # a rerun: another history for the delta
+    result = snapshot(spark, "clients", "2024-01-03")
+    assert result.mode == "full" and "rewritten or removed since" in result.notes[0]
+    assert names_by_key(spark, "2024-01-03") == {1: ("b", 3), 2: ("c", 4)}
 
 
 # --- command line --------------------------------------------------------------------------
