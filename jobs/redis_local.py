@@ -175,6 +175,12 @@ def running(folder: str | Path, port: int | None = None):
         stop(server)
 
 
+def url_of(folder: str | Path) -> str | None:
+    """URL of the server recorded in `folder` (None when none was started there)."""
+    state = _read_state(Path(folder))
+    return f"redis://{HOST}:{int(state['port'])}/0" if state else None
+
+
 def ensure_running(folder: str | Path) -> str:
     """URL of the server recorded in `folder` if it still answers PING, else of a newly started,
     detached one (it keeps running after this process exits; `stop(folder)` ends it)."""

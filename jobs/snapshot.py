@@ -469,24 +469,29 @@ def _source_format(path: str) -> str:
 def _normalize(df, spec: _Spec):
     """Typed CDC columns plus the values as read (to tell null from unparseable)."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegralType, StringType, StructType
+    from pyspark.sql.types import IntegralType, StringType, StructType, TimestampType
 
     types = {f.name: f.dataType for f in df.schema.fields}
+    # The text as read tells a null from a value that does not parse. A typed column cannot hold
+    # an unparseable value, so it gets no text (dq.rejects formats the typed value instead):
+    # formatting 10M timestamps as text would cost seconds per full rebuild.
+    no_text = F.lit(None).cast("string")
     if isinstance(types["ods_dt"], StringType):
-        ods_dt = F.expr("try_to_timestamp(ods_dt)")
+        ods_dt, ods_dt_text = F.expr("try_to_timestamp(ods_dt)"), F.col("ods_dt")
+    elif isinstance(types["ods_dt"], TimestampType):
+        ods_dt, ods_dt_text = F.col("ods_dt"), no_text
     else:
-        ods_dt = F.col("ods_dt").cast("timestamp")
+        ods_dt, ods_dt_text = F.col("ods_dt").cast("timestamp"), F.col("ods_dt").cast("string")
     if isinstance(types["ods_seq"], IntegralType):
-        ods_seq = F.col("ods_seq").cast("bigint")
+        ods_seq, ods_seq_text = F.col("ods_seq").cast("bigint"), no_text
     else:
-        ods_seq = F.expr("try_cast(ods_seq AS bigint)")
+        ods_seq, ods_seq_text = F.expr("try_cast(ods_seq AS bigint)"), F.col("ods_seq").cast("string")
     payload_types = {f.name: f.dataType for f in StructType.fromDDL(spec.payload_ddl).fields}
     payload = [F.col(c).cast(payload_types[c]).alias(c) for c in spec.payload]
     load_date = F.col("load_date").cast("date") if "load_date" in types else F.lit(None).cast("date")
     return df.select(*payload, ods_dt.alias("ods_dt"), ods_seq.alias("ods_seq"),
                      F.col("ods_type").cast("string").alias("ods_type"),
-                     F.col("ods_dt").cast("string").alias("ods_dt_text"),
-                     F.col("ods_seq").cast("string").alias("ods_seq_text"),
+                     ods_dt_text.alias("ods_dt_text"), ods_seq_text.alias("ods_seq_text"),
                      load_date.alias("load_date"))
 
 
@@ -562,8 +567,8 @@ def _count_untouched(untouched, result: SnapshotResult) -> None:
 def _write_rejects(spark, spec: _Spec, ranked, ds: str, run_id: str, root: str | None) -> None:
     from pyspark.sql import functions as F
 
-    as_read = [*spec.payload, F.col("ods_dt_text").alias("ods_dt"), F.col("ods_seq_text").alias("ods_seq"),
-               "ods_type", "load_date"]
+    as_read = [*spec.payload, F.coalesce("ods_dt_text", F.col("ods_dt").cast("string")).alias("ods_dt"),
+               F.coalesce("ods_seq_text", F.col("ods_seq").cast("string")).alias("ods_seq"), "ods_type", "load_date"]
     rejects = ranked.where("row_class = 2").select(
         F.lit(spec.entity).alias("entity"), F.col("reject_reason").alias("reason"),
         F.to_json(F.struct(*as_read), {"ignoreNullFields": "false"}).alias("row_json"),

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from jobs import storage, tables
+from jobs import redis_local, serving, storage, tables
 
 pytestmark = pytest.mark.slow
 
@@ -32,12 +32,6 @@ def _ostap(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jobs", *args], env=env, capture_output=True, text=True)
 
 
-def _redis_port(folder) -> int:
-    import json
-
-    return int(json.loads((folder / "server.json").read_text())["port"])
-
-
 def test_every_dag_through_airflow_publishes_every_table(generated, tmp_path, monkeypatch, spark):
     from jobs import catalog, pipeline
 
@@ -47,13 +41,9 @@ def test_every_dag_through_airflow_publishes_every_table(generated, tmp_path, mo
     try:
         assert pipeline.run_dates([DEMO_DS]) == 0
         # The DAG's serving step loaded that date's lists into the embedded Redis.
-        from jobs import serving
-
-        served = serving.status(f"redis://127.0.0.1:{_redis_port(tmp_path / 'airflow' / 'redis')}/0")
+        served = serving.status(redis_local.url_of(tmp_path / "airflow" / "redis"))
         assert served["versions"][served["current"]]["ds"] == DEMO_DS
     finally:
-        from jobs import redis_local
-
         redis_local.stop(tmp_path / "airflow" / "redis")
 
     counts = {t: n for t, ds, n in catalog.partition_counts() if ds == DEMO_DS}
