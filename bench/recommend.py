@@ -2,6 +2,7 @@
 and the offline metrics of both models.
 
     .venv/bin/python bench/recommend.py [--tenants 50000] [--premises 20000] [--k 10] [--threads 1]
+        [--history-boost inf]
 
 The market is jobs.rec_models.synthetic_market (a hidden preference model; see its docstring).
 Its ods snapshots are written into a temporary warehouse, then the job runs its own path:
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=rec_models.ModelConfig.epochs)
+    parser.add_argument("--history-boost", type=float, default=rec_models.ModelConfig.history_boost,
+                        help="ModelConfig.history_boost (inf: seen premises first; 0: LightFM alone)")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary warehouse")
     args = parser.parse_args(argv)
@@ -58,7 +61,8 @@ def main(argv=None) -> int:
         recommend.publish_synthetic_market(spark, DS, n_tenants=args.tenants, n_premises=args.premises,
                                            start="2026-01-01", days=120, seed=args.seed)
         publish_s = time.perf_counter() - started
-        model = rec_models.ModelConfig(epochs=args.epochs, num_threads=args.threads)
+        model = rec_models.ModelConfig(epochs=args.epochs, num_threads=args.threads,
+                                       history_boost=args.history_boost)
         started = time.perf_counter()
         result = recommend.run_agency(spark, DS, k=args.k, model=model)
         job_s = time.perf_counter() - started
@@ -87,6 +91,7 @@ def main(argv=None) -> int:
               f"{v['coverage']:>10.4f}{v.get('pilot_miss_share', nan):>12.3f}"
               f"{v.get('pilot_dropped_by_filters', nan):>18.3f}")
     print(json.dumps({"tenants": args.tenants, "premises": args.premises, "k": args.k, "threads": args.threads,
+                      "history_boost": args.history_boost,
                       "job_s": round(job_s, 1), "timings_s": t,
                       "metrics": {name: m[name] for name in rec_models.MODELS}}, default=float))
     return 0

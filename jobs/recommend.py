@@ -63,6 +63,9 @@ def add_arguments(parser) -> None:
     model.add_argument("--threads", type=int, default=1,
                        help="LightFM threads (default 1: more is faster but not reproducible)")
     model.add_argument("--seed", type=int, default=rec_models.ModelConfig.random_state)
+    model.add_argument("--history-boost", type=float, default=rec_models.ModelConfig.history_boost,
+                       help="score standard deviations added to premises the tenant already viewed or was "
+                            "proposed (default inf: those first, by LightFM score; 0: LightFM alone)")
     model.add_argument("--block-size", type=int, default=1024, help="users scored per matrix block")
     generic = parser.add_argument_group("generic mode")
     generic.add_argument("--interactions", metavar="PATH",
@@ -92,7 +95,8 @@ def _check_args(args) -> None:
 
 def model_config(args) -> rec_models.ModelConfig:
     return rec_models.ModelConfig(no_components=args.components, epochs=args.epochs,
-                                  random_state=args.seed, num_threads=args.threads)
+                                  random_state=args.seed, num_threads=args.threads,
+                                  history_boost=args.history_boost)
 
 
 def filter_config(args) -> rec_models.FilterConfig:

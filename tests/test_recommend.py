@@ -8,6 +8,7 @@ per module into a private warehouse and read back through the job's own Spark pa
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -121,6 +122,18 @@ def test_block_top_k_matches_brute_force_ranking():
     for i in range(37):
         users = [u for u in np.argsort(-scores[:, i], kind="stable") if allowed[u, i]][:4]
         assert [u for u in small.lead_users[:, i] if u >= 0] == users
+
+
+def test_block_top_k_breaks_ties_at_the_cut_by_the_lower_item():
+    """Premises with the same features get the same feature-only score: which of them makes the
+    list must not depend on argpartition's internals."""
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 3, size=(200, 60)).astype(np.float32)
+    allowed = rng.random((200, 60)) < 0.8
+    top = rec_models.top_k(lambda b: scores[b], lambda b: allowed[b], 200, 60, k=7, block_size=64)
+    for u in range(200):
+        expected = [i for i in np.argsort(-scores[u], kind="stable") if allowed[u, i]][:7]
+        assert top.items[u].tolist() == expected
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,6 +287,52 @@ def test_lightfm_beats_baseline_on_other_markets(spark, seed):
     _assert_lightfm_clearly_better(result)
 
 
+def test_history_boost_lists_engaged_premises_first_then_lightfm_order(market_warehouse):
+    """ModelConfig.history_boost=inf (the default): premises the tenant already viewed or was proposed
+    come first, the rest keep LightFM's own order; 0 gives LightFM alone. The model is the same
+    (same seed, one thread): only the ranking differs. (test_filters_are_never_violated runs with
+    the boost: a rejected premise the tenant also viewed is still never offered.)"""
+    inputs = market_warehouse["inputs"]
+    config = rec_models.ModelConfig(epochs=10, num_threads=1)
+    boosted = _agency(inputs, k=10, leads_k=0, model_config=config).recommendations.query("model == 'lightfm'")
+    plain = _agency(inputs, k=10, leads_k=0, model_config=dataclasses.replace(config, history_boost=0.0))
+    plain = plain.recommendations.query("model == 'lightfm'")
+    events = inputs["events"]
+    engaged = events[events["weight"] > 0].groupby("user_id")["item_id"].agg(set)
+    plain_lists = plain.sort_values("rank").groupby("user_id")["item_id"].agg(list)
+    lifted = reordered = 0
+    for user, items in boosted.sort_values("rank").groupby("user_id")["item_id"]:
+        items = items.tolist()
+        seen = engaged.get(user, set())
+        flags = [item in seen for item in items]
+        assert flags == sorted(flags, reverse=True), (user, items)  # engaged premises form a prefix
+        rest = [item for item in items if item not in seen]
+        plain_rest = [item for item in plain_lists[user] if item not in seen]
+        assert rest == plain_rest[:len(rest)], (user, items, plain_lists[user])
+        lifted += sum(flags)
+        reordered += items != plain_lists[user]
+    assert lifted >= 200 and reordered >= 100, (lifted, reordered)
+
+
+def test_finite_history_boost_adds_standard_deviations_of_the_score():
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    weights = sp.csr_matrix((rng.random((40, 30)) < 0.15).astype(np.float32))
+    features_u = sp.identity(40, format="csr", dtype=np.float32)
+    features_i = sp.identity(30, format="csr", dtype=np.float32)
+    model = rec_models.fit_lightfm(weights, features_u, features_i, rec_models.ModelConfig(epochs=3, no_components=4))
+    users = np.arange(40)
+    raw = rec_models.LightFMScorer(model, features_u, features_i)(users)
+    half = rec_models.LightFMScorer(model, features_u, features_i, weights, 0.5)(users)
+    first = rec_models.LightFMScorer(model, features_u, features_i, weights, float("inf"))(users)
+    seen = weights.toarray() > 0
+    np.testing.assert_allclose(half - raw, np.where(seen, 0.5 * raw.std(), 0.0), rtol=1e-4, atol=1e-4)
+    for row, mask in zip(first, seen, strict=True):
+        if mask.any() and (~mask).any():
+            assert row[mask].min() > row[~mask].max()
+
+
 def test_outcomes_known_only_after_the_split_do_not_train_the_evaluation_model():
     split = pd.Timestamp("2026-03-31")
     events = pd.DataFrame({
@@ -357,8 +416,9 @@ def test_command_publishes_lists_leads_eval_and_model_and_reruns_identically(spa
 
     model_dir = recommend.model_dir(DS, root)
     with open(os.path.join(model_dir, "metrics.json")) as fh:
-        metrics = json.load(fh)
+        metrics = json.loads(fh.read(), parse_constant=lambda name: pytest.fail(f"metrics.json is not strict JSON: {name}"))
     assert metrics["mode"] == "agency" and metrics["lightfm"]["recall"] > 0
+    assert metrics["model_config"]["history_boost"] == "inf"
     with open(os.path.join(model_dir, "model.pkl"), "rb") as fh:
         artifact = pickle.load(fh)
     assert len(artifact["item_ids"]) == len(in_market["inputs"]["premises"])
