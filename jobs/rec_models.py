@@ -592,13 +592,18 @@ def recommend_frames(*, users: pd.DataFrame, items: pd.DataFrame, events: pd.Dat
                      model_config: ModelConfig = ModelConfig(), exclude_seen: bool = False,
                      block_size: int = 1024, evaluate: bool = True, timings: dict | None = None,
                      relevant_kinds: tuple[str, ...] = RELEVANT_KINDS,
-                     success_kinds: tuple[str, ...] = SUCCESS_KINDS) -> RecResult:
+                     success_kinds: tuple[str, ...] = SUCCESS_KINDS,
+                     reference_scorers: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] | None = None,
+                     ) -> RecResult:
     """Train, evaluate and score both models.
 
     users/items: frames whose first column is the id (rows define the matrix order).
     events: user_id, item_id, ts, weight, kind. Events on unknown users or items are ignored.
     split_ts: events before it train the evaluation model, events from it on are the test set.
     make_filters(at_split): the hard filters for scoring now (False) or as of the split (True).
+    reference_scorers: name -> f(user ids, item ids) -> scores, evaluated like the models on the
+    same users and candidates but neither served nor published (metrics["references"]): the
+    benchmark's ranking by the synthetic market's hidden utility, an upper reference.
     """
     import time
 
@@ -639,8 +644,10 @@ def recommend_frames(*, users: pd.DataFrame, items: pd.DataFrame, events: pd.Dat
         relevant = [relevant_by_user[u] for u in eval_users]
         scorers = {LIGHTFM: LightFMScorer(model, uf.matrix, itf.matrix, weights, model_config.history_boost),
                    BASELINE: BaselineScorer(weights, filters)}
-        success = test[test["kind"].isin(success_kinds)][["u", "i"]].drop_duplicates()
-        for name, scorer in scorers.items():
+        success = list(test[test["kind"].isin(success_kinds)][["u", "i"]].drop_duplicates()
+                       .itertuples(index=False, name=None))
+
+        def evaluated(name: str, scorer) -> dict:
             started = time.perf_counter()
             top = top_k(scorer, filters.mask, n_users, n_items, k, block_size, users=eval_users)
             timings[f"eval_score_{name}_s"] = time.perf_counter() - started
@@ -648,12 +655,17 @@ def recommend_frames(*, users: pd.DataFrame, items: pd.DataFrame, events: pd.Dat
             full = np.full((n_users, k), -1, dtype=np.int64)
             full[eval_users] = top.items
             if success_kinds:
-                values.update(pilot_miss_share(full, list(success.itertuples(index=False, name=None)),
-                                               filters.mask, k))
-            metrics[name] = values
+                values.update(pilot_miss_share(full, success, filters.mask, k))
+            return values
+
+        for name, scorer in scorers.items():
+            metrics[name] = values = evaluated(name, scorer)
             for metric, value in values.items():
                 if np.isfinite(value):  # the pilot share is undefined without successful deals
                     eval_rows.append({"model": name, "metric": metric, "k": k, "value": float(value)})
+        for name, reference in (reference_scorers or {}).items():
+            metrics.setdefault("references", {})[name] = evaluated(
+                name, lambda rows, reference=reference: reference(user_ids[rows], item_ids))
 
     # The served model learns from everything up to ds.
     started = time.perf_counter()
@@ -698,7 +710,7 @@ def recommend_agency(*, tenants: pd.DataFrame, premises: pd.DataFrame, managers:
                      events: pd.DataFrame, ds, k: int = 10, leads_k: int = 10,
                      filter_config: FilterConfig = FilterConfig(), model_config: ModelConfig = ModelConfig(),
                      eval_days: int = 30, vacant_at_split: pd.Series | None = None, block_size: int = 1024,
-                     timings: dict | None = None) -> RecResult:
+                     timings: dict | None = None, reference_scorers: dict | None = None) -> RecResult:
     """Both models for every tenant of the snapshot over every premise of the snapshot.
 
     events: user_id (client_id), item_id (premise_id), ts, weight, kind (sql/rec_interactions.sql).
@@ -725,7 +737,8 @@ def recommend_agency(*, tenants: pd.DataFrame, premises: pd.DataFrame, managers:
     result = recommend_frames(
         users=tenants, items=premises, events=events, split_ts=split_ts, k=k, leads_k=leads_k,
         user_tokens=tenant_tokens(tenants, fired), item_tokens=premise_tokens(premises),
-        make_filters=make_filters, model_config=model_config, block_size=block_size, timings=timings)
+        make_filters=make_filters, model_config=model_config, block_size=block_size, timings=timings,
+        reference_scorers=reference_scorers)
     # Leads are offered for premises on the market only (the mask already drops the others).
     result.metrics.update({"mode": "agency", "filter_config": asdict(filter_config), "eval_days": eval_days,
                            "vacancy_at_split": vacancy_rule, "vacant_premises": int(vacant_now.sum())})
@@ -808,6 +821,23 @@ DISTRICTS = {"podil": "right", "pechersk": "right", "shevchenko": "right", "holo
              "obolon": "right", "darnytsia": "left", "dniprovskyi": "left", "desnianskyi": "left"}
 _RATE = {"podil": 28.0, "pechersk": 35.0, "shevchenko": 30.0, "holosiiv": 20.0, "obolon": 18.0,
          "darnytsia": 15.0, "dniprovskyi": 16.0, "desnianskyi": 12.0}  # monthly rent per m2
+
+
+def oracle_scorer(market: dict) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """f(tenant ids, premise ids) -> the synthetic market's hidden utility (rows are id - 1): the
+    ranking a perfect model of the tenants' tastes would give (it does not know which premises
+    managers showed, so it is a reference for the evaluation rather than a ceiling). In
+    slices of 128 tenants, since the utility gathers a (tenants x premises x 3) style array."""
+    hidden_utility = market["hidden_utility"]
+
+    def scores(user_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+        out = np.empty((len(user_ids), len(item_ids)), dtype=np.float32)
+        for start in range(0, len(user_ids), 128):
+            rows = np.asarray(user_ids[start:start + 128]) - 1
+            out[start:start + 128] = hidden_utility(rows, np.tile(np.asarray(item_ids) - 1, (len(rows), 1)))
+        return out
+
+    return scores
 
 
 def synthetic_market(n_tenants: int = 300, n_premises: int = 150, start="2026-01-01", days: int = 120,

@@ -308,7 +308,9 @@ def _record_metrics(spark, result: rec_models.RecResult, ds: str, mode: str, sec
 
 def run_agency(spark, ds: str, *, k: int = 10, leads_k: int = 10, treatment_share: int = 50, eval_days: int = 30,
                filters: rec_models.FilterConfig | None = None, model: rec_models.ModelConfig | None = None,
-               block_size: int = 1024, run_id: str | None = None) -> rec_models.RecResult:
+               block_size: int = 1024, run_id: str | None = None,
+               reference_scorers: dict | None = None) -> rec_models.RecResult:
+    """`reference_scorers`: see rec_models.recommend_frames (the benchmark's oracle)."""
     filters = filters or rec_models.FilterConfig()
     model = model or rec_models.ModelConfig()
     run_id = run_id or uuid.uuid4().hex[:12]
@@ -318,7 +320,8 @@ def run_agency(spark, ds: str, *, k: int = 10, leads_k: int = 10, treatment_shar
     result = rec_models.recommend_agency(
         tenants=inputs["tenants"], premises=inputs["premises"], managers=inputs["managers"],
         events=inputs["events"], ds=ds, k=k, leads_k=leads_k, filter_config=filters, model_config=model,
-        eval_days=eval_days, vacant_at_split=inputs["vacant_at_split"], block_size=block_size, timings=timings)
+        eval_days=eval_days, vacant_at_split=inputs["vacant_at_split"], block_size=block_size, timings=timings,
+        reference_scorers=reference_scorers)
     return _finish(spark, result, ds, "agency", treatment_share, run_id, started)
 
 
