@@ -63,7 +63,8 @@ HELP = "rebuild the as-of snapshot ods.<entity> for --ds from ODS change rows (f
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REJECT_SHARE = 0.001
-# A state partition written as a delta names its base in this sidecar (see "State layout" above).
+# A state partition names its run and, when it is a delta, its base in this sidecar (see the
+# state layout in _incremental_input).
 STATE_SIDECAR = "_STATE.json"
 DEFAULT_STATE_COMPACTION = 0.25
 FIRST_KEYS_SHOWN = 5
