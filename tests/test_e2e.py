@@ -167,10 +167,13 @@ def test_three_day_backfill_by_the_scheduler_equals_the_daily_runs(generated, tm
     airflow_local.airflow("dags", "reserialize", env=env, capture=True)
     dag_id = "scoring_targets_daily"
     airflow_local.airflow("dags", "unpause", dag_id, env=env, capture=True)
+    # Created before the scheduler and api-server start: on SQLite, a CLI write racing their
+    # start-up writes can fail with "database is locked" (seen once in CI). The queued backfill
+    # runs wait for the scheduler either way.
+    created = airflow_local.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", BACKFILL_DATES[0],
+                                    "--to-date", BACKFILL_DATES[-1], env=env, capture=True, check=False)
+    assert created.returncode == 0, created.stderr
     with airflow_local.api_server(env), airflow_local.scheduler(env):
-        created = airflow_local.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", BACKFILL_DATES[0],
-                                        "--to-date", BACKFILL_DATES[-1], env=env, capture=True, check=False)
-        assert created.returncode == 0, created.stderr
         deadline = time.monotonic() + 1500
         while True:
             states = _dag_run_states(home, dag_id)
