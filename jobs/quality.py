@@ -451,14 +451,9 @@ def _write_data_docs(spark, verdict: Verdict, result, root: str | None) -> str |
 
 
 def _write_text(spark, path: str, text: str) -> None:
-    from jobs.storage import _fs
+    from jobs.storage import write_bytes
 
-    fs, hpath = _fs(spark, path)
-    stream = fs.create(hpath, True)
-    try:
-        stream.write(bytearray(text.encode("utf-8")))
-    finally:
-        stream.close()
+    write_bytes(spark, path, text.encode("utf-8"))
 
 
 def _index_page(spark, docs: str) -> str:

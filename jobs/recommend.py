@@ -274,11 +274,7 @@ def save_model(spark, result: rec_models.RecResult, ds: str, run_id: str) -> str
              "metrics.json": json.dumps(result.metrics, indent=2, sort_keys=True, default=_json_default).encode()}
     fs.mkdirs(staging_path)
     for name, payload in files.items():
-        stream = fs.create(jvm.org.apache.hadoop.fs.Path(staging_path, name), True)
-        try:
-            stream.write(bytearray(payload))
-        finally:
-            stream.close()
+        storage.write_bytes(spark, f"{staging}/{name}", payload)
     if fs.exists(final_path):
         fs.delete(final_path, True)
     fs.mkdirs(final_path.getParent())

@@ -41,6 +41,16 @@ def read_text(spark, path: str) -> str | None:
         stream.close()
 
 
+def write_bytes(spark, path: str, payload: bytes) -> None:
+    """A small file (a sidecar, a report page, a model), replaced if it exists."""
+    fs, hpath = _fs(spark, path)
+    stream = fs.create(hpath, True)
+    try:
+        stream.write(bytearray(payload))
+    finally:
+        stream.close()
+
+
 def delete_path(spark, path: str) -> None:
     fs, hpath = _fs(spark, path)
     if fs.exists(hpath):
@@ -88,16 +98,12 @@ def publish_partition(df, table: Table, value: str, root: str | None = None, run
         # The gate cached df so that validation and this write compute it once.
         df.unpersist()
 
-    fs, final_path = _fs(spark, final)
-    jvm = spark._jvm
     for name, text in (sidecar or {}).items():
         if not name.startswith("_"):
             raise ValueError(f"sidecar file {name!r}: its name must start with '_' so that readers skip it")
-        out = fs.create(jvm.org.apache.hadoop.fs.Path(f"{staging}/{name}"), True)
-        try:
-            out.write(bytearray(text.encode()))
-        finally:
-            out.close()
+        write_bytes(spark, f"{staging}/{name}", text.encode())
+    fs, final_path = _fs(spark, final)
+    jvm = spark._jvm
     staging_path = jvm.org.apache.hadoop.fs.Path(staging)
     trash_path = jvm.org.apache.hadoop.fs.Path(trash)
     had_previous = fs.exists(final_path)
