@@ -63,8 +63,8 @@ HELP = "rebuild the as-of snapshot ods.<entity> for --ds from ODS change rows (f
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REJECT_SHARE = 0.001
-# A state partition names its run and, when it is a delta, its base in this sidecar (see the
-# state layout in _incremental_input).
+# A state partition names its run, its base when it is a delta (see the state layout in
+# _incremental_input), and how many pending rows and conflicted keys it holds, in this sidecar.
 STATE_SIDECAR = "_STATE.json"
 DEFAULT_STATE_COMPACTION = 0.25
 FIRST_KEYS_SHOWN = 5
@@ -217,11 +217,11 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         _count_figures(spark, ranked, resolved, result)
         touched_state_rows = (result.live_keys + result.deletes_applied + 2 * result.conflicts
                               + result.pending_rows)
-        if previous_state is not None:
-            _count_untouched(previous_state.untouched, result)
         if result.rejects:
             _write_rejects(spark, spec, ranked, ds, run_id, root)
         if result.rows_read and result.rejects / result.rows_read > max_reject_share:
+            if previous_state is not None:
+                _count_untouched(previous_state.untouched, result)
             _finish(spark, result, started, root)
             reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.rejects_by_reason.items()))
             raise DataQualityError(
@@ -232,6 +232,8 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
             result.excluded_keys = _write_conflicts(spark, spec, resolved, ranked, ds, run_id, root)
             first = "; ".join(_key_text(k) for k in result.excluded_keys)
             if on_conflict == "fail":
+                if previous_state is not None:
+                    _count_untouched(previous_state.untouched, result)
                 _finish(spark, result, started, root)
                 raise DataQualityError(
                     f"raw.{spec.entity} ds={ds}: {result.conflicts} keys have different changes at the "
@@ -244,11 +246,16 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         winner_columns = [c if c in spec.keys else f"hi.{c} AS {c}" for c in spec.payload]
         ods_df = resolved.where("NOT conflict AND hi.ods_type <> 'D'").selectExpr(
             *winner_columns, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq")
+        untouched_figures = None
         if previous_state is not None:
+            # The untouched keys are counted as they stream into the publish, not by another scan.
+            untouched, untouched_figures = _observed_untouched(previous_state.untouched, run_id)
             ods_df = ods_df.select(*spec.ods.columns).unionByName(
-                previous_state.untouched.where("ods_type <> 'D'").select(*spec.ods.columns))
+                untouched.where("ods_type <> 'D'").select(*spec.ods.columns))
         storage.publish_partition(ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id,
                                   validate=validate)
+        if untouched_figures is not None:
+            _add_untouched(untouched_figures.get, result)
 
         # A conflicted key keeps its two extreme contents: the next days then see the same
         # conflict a full rebuild would see, until a later change supersedes it.
@@ -265,7 +272,9 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
                                                        state_compaction, root)
         result.state_base = base["ds"] if base else ""
         storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id,
-                                  sidecar={STATE_SIDECAR: json.dumps({"run_id": run_id, "base": base})})
+                                  sidecar={STATE_SIDECAR: json.dumps({
+                                      "run_id": run_id, "base": base, "pending_rows": result.pending_rows,
+                                      "conflicted_keys": result.conflicts})})
     finally:
         for cached in (ranked, resolved, *(previous_state.cached if previous_state else ())):
             if cached is not None:
@@ -367,14 +376,18 @@ def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | N
     previous_cutoff = f"TIMESTAMP'{previous} 00:00:00' + INTERVAL 1 DAY"
     from_state = ["NULL AS reject_reason", "NULL AS ods_dt_text", "NULL AS ods_seq_text",
                   "CAST(NULL AS date) AS load_date", "0 AS read_here"]
-    # Pending rows of D-1 (ods_dt after D-1) have not reached any winner yet: they arrive now.
-    arriving = flagged_in.where(f"ods_dt >= {previous_cutoff}")
-    # A quarantined conflict is the only way a key has two winner rows in the state: it must be
-    # re-examined every day (key columns only are shuffled to find those keys).
-    conflicted = (flagged_in.where(f"ods_dt < {previous_cutoff}").groupBy(*spec.keys).count()
-                  .where("count > 1").select(*spec.keys))
-    touched = (checked.where("reject_reason IS NULL").select(*spec.keys)
-               .unionByName(arriving.select(*spec.keys)).unionByName(conflicted).distinct().persist())
+    touched = checked.where("reject_reason IS NULL").select(*spec.keys)
+    # The sidecar of D-1 says how many pending rows and conflicted keys its state holds (states
+    # written before it was added say nothing: both are looked for then). Either kind is rare.
+    if info.get("pending_rows", 1):
+        # Pending rows of D-1 (ods_dt after D-1) have not reached any winner yet: they arrive now.
+        touched = touched.unionByName(flagged_in.where(f"ods_dt >= {previous_cutoff}").select(*spec.keys))
+    if info.get("conflicted_keys", 1):
+        # A quarantined conflict is the only way a key has two winner rows in the state: it must
+        # be re-examined every day (key columns only are shuffled to find those keys).
+        touched = touched.unionByName(flagged_in.where(f"ods_dt < {previous_cutoff}").groupBy(*spec.keys)
+                                      .count().where("count > 1").select(*spec.keys))
+    touched = touched.distinct().persist()
     # Arriving rows are rows of touched keys: the semi-join brings them in with the winners.
     contested = previous_state.join(F.broadcast(touched), list(spec.keys), "left_semi")
     rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
@@ -556,13 +569,29 @@ def _count_figures(spark, ranked, resolved, result: SnapshotResult) -> None:
             result.rejects += rows
 
 
+_UNTOUCHED_FIGURES = ("count_if(ods_type <> 'D') AS live", "count_if(ods_type = 'D') AS deletes",
+                      "count(*) AS keys")
+
+
+def _observed_untouched(untouched, run_id: str):
+    """(the untouched rows, an Observation of their figures filled in by the action that reads them)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    figures = Observation(f"snapshot_untouched_{run_id}")
+    return untouched.observe(figures, *[F.expr(e) for e in _UNTOUCHED_FIGURES]), figures
+
+
 def _count_untouched(untouched, result: SnapshotResult) -> None:
-    """Add the keys that passed from the state unchanged: one streaming pass, no shuffle."""
-    row = untouched.selectExpr("count_if(ods_type <> 'D') AS live", "count_if(ods_type = 'D') AS deletes",
-                               "count(*) AS keys").first()
-    result.live_keys += row["live"]
-    result.deletes_applied += row["deletes"]
-    result.state_rows_read += row["keys"]
+    """Add the keys that passed from the state unchanged by a pass of their own (failed runs,
+    which publish nothing: a published run observes them in its ods publish instead)."""
+    _add_untouched(untouched.selectExpr(*_UNTOUCHED_FIGURES).first().asDict(), result)
+
+
+def _add_untouched(figures: dict, result: SnapshotResult) -> None:
+    result.live_keys += figures["live"]
+    result.deletes_applied += figures["deletes"]
+    result.state_rows_read += figures["keys"]
 
 
 def _write_rejects(spark, spec: _Spec, ranked, ds: str, run_id: str, root: str | None) -> None:

@@ -309,6 +309,12 @@ def test_same_rows_for_any_shuffle_partitions_and_file_order(spark, warehouse):
 
 
 @pytest.mark.slow
+def key_figures(result) -> dict:
+    """The figures of a run that do not depend on how it ran (full or incremental)."""
+    return {"live_keys": result.live_keys, "deletes_applied": result.deletes_applied,
+            "pending_rows": result.pending_rows, "conflicts": result.conflicts}
+
+
 def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
     from jobs.generate import generate_demo
 
@@ -321,7 +327,7 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
         # A compaction share that both writes deltas and, every few days, the whole state again.
         result = snapshot(spark, "clients", ds, state_compaction=0.03)
         assert result.mode == ("full" if ds == days[0] else "incremental")
-        incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE))
+        incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE), key_figures(result))
         state_bases.append(result.state_base)
     deltas = sum(1 for base in state_bases if base)
     assert 5 <= deltas <= len(days) - 3, state_bases  # both layouts were written and read back
@@ -334,9 +340,12 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
     for ds in days[1::4] + [days[-1]]:
         # ... and a sample of days against the job's own full mode, state included (each run
         # costs seconds on shared cores).
-        snapshot(spark, "clients", ds, mode="full")
+        full = snapshot(spark, "clients", ds, mode="full")
         assert snapshot_rows(spark, ds) == incremental[ds][0], ds
         assert snapshot_rows(spark, ds, STATE) == incremental[ds][1], ds
+        # The untouched keys of an incremental run are counted as they stream into its publish.
+        assert key_figures(full) == incremental[ds][2], ds
+        assert full.live_keys == len(incremental[ds][0]), ds
 
 
 def test_state_is_a_delta_on_the_last_whole_state_until_compaction(spark, warehouse):
