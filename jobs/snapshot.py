@@ -246,7 +246,7 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         winner_columns = [c if c in spec.keys else f"hi.{c} AS {c}" for c in spec.payload]
         ods_df = resolved.where("NOT conflict AND hi.ods_type <> 'D'").selectExpr(
             *winner_columns, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq")
-        untouched_figures = None
+        untouched_figures, untouched_keys = None, 0
         if previous_state is not None:
             # The untouched keys are counted as they stream into the publish, not by another scan.
             untouched, untouched_figures = _observed_untouched(previous_state.untouched, run_id)
@@ -256,6 +256,7 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
                                   validate=validate)
         if untouched_figures is not None:
             _add_untouched(untouched_figures.get, result)
+            untouched_keys = untouched_figures.get["keys"]
 
         # A conflicted key keeps its two extreme contents: the next days then see the same
         # conflict a full rebuild would see, until a later change supersedes it.
@@ -271,10 +272,12 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
             state_df, base = previous_state.next_state(spark, spec, state_df, touched_state_rows,
                                                        state_compaction, root)
         result.state_base = base["ds"] if base else ""
+        # A whole state records its rows: the deltas on it decide when to compact without a count.
+        whole_rows = None if base else touched_state_rows + untouched_keys
         storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id,
                                   sidecar={STATE_SIDECAR: json.dumps({
-                                      "run_id": run_id, "base": base, "pending_rows": result.pending_rows,
-                                      "conflicted_keys": result.conflicts})})
+                                      "run_id": run_id, "base": base, "rows": whole_rows,
+                                      "pending_rows": result.pending_rows, "conflicted_keys": result.conflicts})})
     finally:
         for cached in (ranked, resolved, *(previous_state.cached if previous_state else ())):
             if cached is not None:
@@ -310,7 +313,9 @@ class _PreviousState:
 
         carried = (self.delta.join(F.broadcast(self.touched), list(spec.keys), "left_anti")
                    if self.delta is not None else None)
-        base_rows = storage.read_partition(spark, spec.state, self.base["ds"], root).count()  # footers only
+        base_rows = self.base.get("rows")
+        if base_rows is None:  # a state written before its sidecar recorded its rows
+            base_rows = storage.read_partition(spark, spec.state, self.base["ds"], root).count()  # footers only
         delta_rows = todays_rows + (carried.count() if carried is not None else 0)
         if delta_rows > compaction * base_rows:
             return todays.unionByName(self.untouched.select(*spec.state.columns)), None
@@ -320,7 +325,8 @@ class _PreviousState:
 
 
 def _state_info(spark, spec: _Spec, ds: str, root: str | None) -> dict | None:
-    """The sidecar of state partition ds ({"run_id", "base"}), None when it has none."""
+    """The sidecar of state partition ds ({"run_id", "base", "rows", "pending_rows",
+    "conflicted_keys"}; older ones hold the first two only), None when it has none."""
     text = storage.read_text(spark, f"{spec.state.partition_path(ds, root)}/{STATE_SIDECAR}")
     return json.loads(text) if text else None
 
@@ -337,7 +343,7 @@ def read_state(spark, entity: str, ds: str, root: str | None = None, table: tabl
         return rows
     base_rows = storage.read_partition(spark, table, base["ds"], root)
     keys = list(table.keys)
-    return base_rows.join(F.broadcast(rows.select(*keys).distinct()), keys, "left_anti").unionByName(rows)
+    return base_rows.join(F.broadcast(rows.select(*keys)), keys, "left_anti").unionByName(rows)
 
 
 def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | None) -> _PreviousState:
@@ -364,15 +370,13 @@ def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | N
     delta = None
     if base:
         delta = storage.read_partition(spark, spec.state, previous, root)
-        delta_keys = delta.select(*spec.keys).distinct().persist()
         base_rows = storage.read_partition(spark, spec.state, base["ds"], root)
-        not_in_delta = base_rows.join(F.broadcast(delta_keys), list(spec.keys), "left_anti")
+        # An anti-join needs no distinct build side: the delta's key column is broadcast as it is.
+        not_in_delta = base_rows.join(F.broadcast(delta.select(*spec.keys)), list(spec.keys), "left_anti")
         previous_state, flagged_in = not_in_delta.unionByName(delta), delta
-        cached = (delta_keys,)
     else:
         previous_state = flagged_in = storage.read_partition(spark, spec.state, previous, root)
-        base = {"ds": previous, "run_id": info.get("run_id")}
-        cached = ()
+        base = {"ds": previous, "run_id": info.get("run_id"), "rows": info.get("rows")}
     previous_cutoff = f"TIMESTAMP'{previous} 00:00:00' + INTERVAL 1 DAY"
     from_state = ["NULL AS reject_reason", "NULL AS ods_dt_text", "NULL AS ods_seq_text",
                   "CAST(NULL AS date) AS load_date", "0 AS read_here"]
@@ -387,12 +391,13 @@ def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | N
         # be re-examined every day (key columns only are shuffled to find those keys).
         touched = touched.unionByName(flagged_in.where(f"ods_dt < {previous_cutoff}").groupBy(*spec.keys)
                                       .count().where("count > 1").select(*spec.keys))
-    touched = touched.distinct().persist()
+    # Not made distinct: semi- and anti-joins do not need it, and it would cost a shuffle.
+    touched = touched.persist()
     # Arriving rows are rows of touched keys: the semi-join brings them in with the winners.
     contested = previous_state.join(F.broadcast(touched), list(spec.keys), "left_semi")
     rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
     untouched = previous_state.join(F.broadcast(touched), list(spec.keys), "left_anti")
-    return _PreviousState(rows, untouched, touched, delta, base, cached=(*cached, touched))
+    return _PreviousState(rows, untouched, touched, delta, base, cached=(touched,))
 
 
 # --- input -------------------------------------------------------------------------------------
