@@ -66,6 +66,9 @@ DEFAULT_MAX_REJECT_SHARE = 0.001
 # A state partition names its run, its base when it is a delta (see the state layout in
 # _incremental_input), and how many pending rows and conflicted keys it holds, in this sidecar.
 STATE_SIDECAR = "_STATE.json"
+# An ods partition names the run that wrote it (an incremental run reads ods(D-1) only when the
+# run that wrote state(D-1) wrote it too).
+SNAPSHOT_SIDECAR = "_SNAPSHOT.json"
 DEFAULT_STATE_COMPACTION = 0.25
 FIRST_KEYS_SHOWN = 5
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -123,6 +126,7 @@ class SnapshotResult:
     seconds: float = 0.0
     run_id: str = ""
     state_base: str = ""  # ds of the whole state this run's state is a delta on ("": written whole)
+    untouched_from: str = ""  # incremental runs: where the untouched keys' rows came from (ods | state)
     notes: list[str] = field(default_factory=list)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     excluded_keys: list[dict] = field(default_factory=list)
@@ -221,7 +225,7 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
             _write_rejects(spark, spec, ranked, ds, run_id, root)
         if result.rows_read and result.rejects / result.rows_read > max_reject_share:
             if previous_state is not None:
-                _count_untouched(previous_state.untouched, result)
+                previous_state.count_untouched(result)
             _finish(spark, result, started, root)
             reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(result.rejects_by_reason.items()))
             raise DataQualityError(
@@ -233,7 +237,7 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
             first = "; ".join(_key_text(k) for k in result.excluded_keys)
             if on_conflict == "fail":
                 if previous_state is not None:
-                    _count_untouched(previous_state.untouched, result)
+                    previous_state.count_untouched(result)
                 _finish(spark, result, started, root)
                 raise DataQualityError(
                     f"raw.{spec.entity} ds={ds}: {result.conflicts} keys have different changes at the "
@@ -246,17 +250,11 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         winner_columns = [c if c in spec.keys else f"hi.{c} AS {c}" for c in spec.payload]
         ods_df = resolved.where("NOT conflict AND hi.ods_type <> 'D'").selectExpr(
             *winner_columns, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq")
-        untouched_figures, untouched_keys = None, 0
         if previous_state is not None:
-            # The untouched keys are counted as they stream into the publish, not by another scan.
-            untouched, untouched_figures = _observed_untouched(previous_state.untouched, run_id)
-            ods_df = ods_df.select(*spec.ods.columns).unionByName(
-                untouched.where("ods_type <> 'D'").select(*spec.ods.columns))
+            ods_df = ods_df.select(*spec.ods.columns).unionByName(previous_state.untouched_live(spec, run_id))
         storage.publish_partition(ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id,
-                                  validate=validate)
-        if untouched_figures is not None:
-            _add_untouched(untouched_figures.get, result)
-            untouched_keys = untouched_figures.get["keys"]
+                                  validate=validate, sidecar={SNAPSHOT_SIDECAR: json.dumps({"run_id": run_id})})
+        untouched_keys = previous_state.add_untouched(result) if previous_state is not None else 0
 
         # A conflicted key keeps its two extreme contents: the next days then see the same
         # conflict a full rebuild would see, until a later change supersedes it.
@@ -277,7 +275,8 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id,
                                   sidecar={STATE_SIDECAR: json.dumps({
                                       "run_id": run_id, "base": base, "rows": whole_rows,
-                                      "pending_rows": result.pending_rows, "conflicted_keys": result.conflicts})})
+                                      "deletes": result.deletes_applied, "pending_rows": result.pending_rows,
+                                      "conflicted_keys": result.conflicts})})
     finally:
         for cached in (ranked, resolved, *(previous_state.cached if previous_state else ())):
             if cached is not None:
@@ -299,8 +298,46 @@ class _PreviousState:
     untouched: Any  # the rows of state(D-1) of every other key, as they are
     touched: Any  # the touched keys (cached)
     delta: Any | None  # the delta rows of state(D-1); None when it is whole
-    base: dict  # {"ds", "run_id"}: the whole state a delta written for D builds on
+    base: dict  # {"ds", "run_id", "rows"}: the whole state a delta written for D builds on
     cached: tuple = ()
+    # ods(D-1) when it can stand in for the untouched keys' state rows (see untouched_live), the
+    # tombstones state(D-1) holds, and an Observation counting those of the touched keys.
+    previous_ods: Any | None = None
+    previous_deletes: int = 0
+    touched_tombstones: Any | None = None
+    _untouched_seen: Any | None = None
+
+    def untouched_live(self, spec: _Spec, run_id: str):
+        """The ods rows of D of the keys nothing touched, counted as they stream into the publish.
+
+        ods(D-1) holds exactly the live winners of state(D-1) when the same run wrote both and
+        the state kept no conflict, so those rows are read from it: fewer rows and columns than
+        the state, and no delta to resolve. Otherwise from the state rows, tombstones left out.
+        """
+        from pyspark.sql import Observation
+        from pyspark.sql import functions as F
+
+        self._untouched_seen = Observation(f"snapshot_untouched_{run_id}")
+        if self.previous_ods is not None:
+            rows = self.previous_ods.join(F.broadcast(self.touched), list(spec.keys), "left_anti")
+            return rows.observe(self._untouched_seen, F.count("*").alias("live")).select(*spec.ods.columns)
+        rows = self.untouched.observe(self._untouched_seen, *[F.expr(e) for e in _UNTOUCHED_FIGURES])
+        return rows.where("ods_type <> 'D'").select(*spec.ods.columns)
+
+    def add_untouched(self, result: SnapshotResult) -> int:
+        """Add the untouched keys' figures once the publish has read them; return their number."""
+        seen = self._untouched_seen.get
+        result.untouched_from = "state" if self.previous_ods is None else "ods"
+        if self.previous_ods is not None:
+            # A tombstone of state(D-1) stays one unless its key was touched.
+            seen = {"live": seen["live"],
+                    "deletes": self.previous_deletes - self.touched_tombstones.get["tombstones"]}
+        _add_untouched(seen, result)
+        return seen["live"] + seen["deletes"]
+
+    def count_untouched(self, result: SnapshotResult) -> None:
+        """Add the untouched keys' figures by a pass of their own (failed runs publish nothing)."""
+        _add_untouched(self.untouched.selectExpr(*_UNTOUCHED_FIGURES).first().asDict(), result)
 
     def next_state(self, spark, spec: _Spec, todays, todays_rows: int, compaction: float, root: str | None):
         """(state rows to publish for D, the base they are a delta on or None when written whole).
@@ -395,9 +432,29 @@ def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | N
     touched = touched.persist()
     # Arriving rows are rows of touched keys: the semi-join brings them in with the winners.
     contested = previous_state.join(F.broadcast(touched), list(spec.keys), "left_semi")
+    previous_ods = touched_tombstones = None
+    if (info.get("conflicted_keys") == 0 and info.get("deletes") is not None
+            and _snapshot_run(spark, spec, previous, root) == info.get("run_id")):
+        from pyspark.sql import Observation
+
+        # The untouched keys' rows come from ods(D-1) (untouched_live); their tombstones are those
+        # of state(D-1) less the touched keys' ones, counted as the ranking reads them.
+        previous_ods = storage.read_partition(spark, spec.ods, previous, root)
+        touched_tombstones = Observation(f"snapshot_touched_tombstones_{uuid.uuid4().hex[:12]}")
+        contested = contested.observe(touched_tombstones, F.expr(
+            f"count_if(ods_type = 'D' AND ods_dt < {previous_cutoff})").alias("tombstones"))
     rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
     untouched = previous_state.join(F.broadcast(touched), list(spec.keys), "left_anti")
-    return _PreviousState(rows, untouched, touched, delta, base, cached=(touched,))
+    return _PreviousState(rows, untouched, touched, delta, base, cached=(touched,), previous_ods=previous_ods,
+                          previous_deletes=info.get("deletes") or 0, touched_tombstones=touched_tombstones)
+
+
+def _snapshot_run(spark, spec: _Spec, ds: str, root: str | None) -> str | None:
+    """The run that wrote ods partition ds (None: unknown or not published)."""
+    if not storage.path_exists(spark, f"{spec.ods.partition_path(ds, root)}/_SUCCESS"):
+        return None
+    text = storage.read_text(spark, f"{spec.ods.partition_path(ds, root)}/{SNAPSHOT_SIDECAR}")
+    return json.loads(text).get("run_id") if text else None
 
 
 # --- input -------------------------------------------------------------------------------------
@@ -574,29 +631,14 @@ def _count_figures(spark, ranked, resolved, result: SnapshotResult) -> None:
             result.rejects += rows
 
 
-_UNTOUCHED_FIGURES = ("count_if(ods_type <> 'D') AS live", "count_if(ods_type = 'D') AS deletes",
-                      "count(*) AS keys")
-
-
-def _observed_untouched(untouched, run_id: str):
-    """(the untouched rows, an Observation of their figures filled in by the action that reads them)."""
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    figures = Observation(f"snapshot_untouched_{run_id}")
-    return untouched.observe(figures, *[F.expr(e) for e in _UNTOUCHED_FIGURES]), figures
-
-
-def _count_untouched(untouched, result: SnapshotResult) -> None:
-    """Add the keys that passed from the state unchanged by a pass of their own (failed runs,
-    which publish nothing: a published run observes them in its ods publish instead)."""
-    _add_untouched(untouched.selectExpr(*_UNTOUCHED_FIGURES).first().asDict(), result)
+# One state row per untouched key: keys with a conflict or a pending row are always touched.
+_UNTOUCHED_FIGURES = ("count_if(ods_type <> 'D') AS live", "count_if(ods_type = 'D') AS deletes")
 
 
 def _add_untouched(figures: dict, result: SnapshotResult) -> None:
     result.live_keys += figures["live"]
     result.deletes_applied += figures["deletes"]
-    result.state_rows_read += figures["keys"]
+    result.state_rows_read += figures["live"] + figures["deletes"]
 
 
 def _write_rejects(spark, spec: _Spec, ranked, ds: str, run_id: str, root: str | None) -> None:

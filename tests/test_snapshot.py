@@ -12,6 +12,7 @@ import random
 
 import pytest
 
+from jobs import snapshot as snapshot_job
 from jobs import storage, tables
 from jobs.errors import BadInputError, DataQualityError, OstapError
 from jobs.snapshot import build_snapshot, read_state
@@ -327,6 +328,8 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
         # A compaction share that both writes deltas and, every few days, the whole state again.
         result = snapshot(spark, "clients", ds, state_compaction=0.03)
         assert result.mode == ("full" if ds == days[0] else "incremental")
+        # No conflicts here: every incremental day takes the untouched keys from ods(D-1).
+        assert result.untouched_from == ("" if ds == days[0] else "ods")
         incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE), key_figures(result))
         state_bases.append(result.state_base)
     deltas = sum(1 for base in state_bases if base)
@@ -366,6 +369,25 @@ def test_state_is_a_delta_on_the_last_whole_state_until_compaction(spark, wareho
     for ds in days:
         snapshot(spark, "clients", ds, mode="full")
         assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) == incremental[ds], ds
+
+
+def test_untouched_keys_come_from_the_state_when_ods_was_written_by_another_run(spark, warehouse):
+    write_raw(spark, [change(1, "2024-01-01 10:00:00", 1, "I"), change(2, "2024-01-01 10:00:00", 2, "I"),
+                      change(3, "2024-01-01 10:00:00", 3, "I"), change(3, "2024-01-02 10:00:00", 4, "D"),
+                      change(1, "2024-01-03 10:00:00", 5, "U", name="c")])
+    snapshot(spark, "clients", "2024-01-01")
+    assert snapshot(spark, "clients", "2024-01-02").untouched_from == "ods"
+    # ods of 2024-01-02 republished by another run (say a crash between the ods and state swaps
+    # of a rerun): it no longer matches state 2024-01-02, so the run reads the state instead.
+    ods_rows = storage.read_partition(spark, ODS, "2024-01-02").where("client_id <> 2")
+    storage.publish_partition(ods_rows.localCheckpoint(), ODS, "2024-01-02", run_id="another",
+                              sidecar={snapshot_job.SNAPSHOT_SIDECAR: '{"run_id": "another"}'})
+    result = snapshot(spark, "clients", "2024-01-03")
+    assert result.untouched_from == "state"
+    assert names_by_key(spark, "2024-01-03") == {1: ("c", 5), 2: ("a", 2)}
+    assert (result.live_keys, result.deletes_applied) == (2, 1)
+    full = snapshot(spark, "clients", "2024-01-03", mode="full")
+    assert key_figures(full) == key_figures(result)
 
 
 def test_a_delta_whose_base_was_rerun_falls_back_to_a_full_rebuild(spark, warehouse):
