@@ -14,7 +14,8 @@ Then, in one run, for the last day D:
      day), timed; their state partitions are deltas on D-N's whole state until the keys touched
      since exceed --state-compaction of it, then the whole state is written again (a compaction);
      the figure for "an incremental day" is their mean, compactions included, and D's alone
-  3. full rebuild of D from every landed row, timed; its rows must equal those of 2
+  3. full rebuilds of D from every landed row (--full-runs, default 2), timed, their mean
+     compared; its rows must equal those of 2
   4. the dedup alone (no checks, no publish) in both SQL formulations: the aggregate of
      sql/ods_snapshot.sql and the rank() window of sql/ods_snapshot_window.sql
   5. the same dedup in DuckDB on the same Parquet files, written to Parquet as well; its
@@ -192,6 +193,8 @@ def main() -> int:
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--incremental-days", type=int, default=7, metavar="N",
                         help="incremental days run before the full rebuild of D (default 7)")
+    parser.add_argument("--full-runs", type=int, default=2, metavar="N",
+                        help="full rebuilds of D timed, their mean compared (default 2: one run is noisy)")
     parser.add_argument("--state-compaction", type=float, default=DEFAULT_STATE_COMPACTION, metavar="SHARE",
                         help=f"the job's --state-compaction (default {DEFAULT_STATE_COMPACTION})")
     parser.add_argument("--no-formulations", action="store_true",
@@ -236,7 +239,11 @@ def main() -> int:
     incremental_copy = BENCH_DIR / "incremental_ods"
     shutil.rmtree(incremental_copy, ignore_errors=True)
     shutil.copytree(ods.partition_path(ds), incremental_copy)
-    full, full_s = timed(f"full rebuild {ds}", lambda: build_snapshot(spark, ENTITY, ds, mode="full", **options))
+    full_runs = []
+    for _ in range(args.full_runs):
+        full, seconds = timed(f"full rebuild {ds}", lambda: build_snapshot(spark, ENTITY, ds, mode="full", **options))
+        full_runs.append(seconds)
+    full_s = sum(full_runs) / len(full_runs)
 
     # Floors, in the same session: what Spark spends on the parts no formulation can avoid.
     floor_out = BENCH_DIR / "floor_ods"
@@ -282,7 +289,8 @@ def main() -> int:
     print(f"  rows of D identical: incremental == full == DuckDB ({full.live_keys:,} live keys)")
 
     print()
-    print(f"full rebuild  {full_s:7.1f} s  {full.rows_read:>12,} rows read          {full.rows_read / full_s:>10,.0f} rows/s")
+    print(f"full rebuild  {full_s:7.1f} s  {full.rows_read:>12,} rows read          {full.rows_read / full_s:>10,.0f} rows/s"
+          f"  (mean of {len(full_runs)}: {', '.join(f'{x:.1f}' for x in full_runs)} s)")
     incr_rows = incr.rows_read + incr.state_rows_read
     print(f"incremental   {incr_s:7.1f} s  {incr.rows_read:>12,} rows read + {incr.state_rows_read:,} state rows  "
           f"{incr_rows / incr_s:>10,.0f} rows/s  ({ds}; mean of {len(incremental_s)} days {mean_s:.1f} s, "

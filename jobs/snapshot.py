@@ -52,6 +52,7 @@ import os
 import re
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,9 +253,6 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
             *winner_columns, "hi.ods_dt AS ods_dt", "hi.ods_seq AS ods_seq")
         if previous_state is not None:
             ods_df = ods_df.select(*spec.ods.columns).unionByName(previous_state.untouched_live(spec, run_id))
-        storage.publish_partition(ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id,
-                                  validate=validate, sidecar={SNAPSHOT_SIDECAR: json.dumps({"run_id": run_id})})
-        untouched_keys = previous_state.add_untouched(result) if previous_state is not None else 0
 
         # A conflicted key keeps its two extreme contents: the next days then see the same
         # conflict a full rebuild would see, until a later change supersedes it.
@@ -265,18 +263,35 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         pending = ranked.where("row_class = 1")
         state_df = state_hi.unionByName(state_lo).select(*spec.state.columns).unionByName(
             pending.select(*spec.state.columns))
-        base = None
-        if previous_state is not None:
-            state_df, base = previous_state.next_state(spark, spec, state_df, touched_state_rows,
-                                                       state_compaction, root)
+
+        # Both partitions are staged at once (the ods one from a second thread: its big write
+        # keeps the cores busy while this thread plans and writes the state's small one), then
+        # swapped in, ods first, only when both are written.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ostap-snapshot-ods") as second_thread:
+            ods_staged = second_thread.submit(
+                storage.stage_partition, ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id,
+                validate=validate, sidecar={SNAPSHOT_SIDECAR: json.dumps({"run_id": run_id})})
+            try:
+                base = None
+                if previous_state is not None:
+                    state_df, base = previous_state.next_state(spark, spec, state_df, touched_state_rows,
+                                                               state_compaction, root)
+                state_staging = storage.stage_partition(state_df, spec.state, ds, root=root, run_id=run_id)
+                ods_staging = ods_staged.result()
+            except BaseException:
+                wait([ods_staged])
+                storage.discard_staged(spark, spec.ods, ds, root, run_id)
+                storage.discard_staged(spark, spec.state, ds, root, run_id)
+                raise
+        untouched_keys = previous_state.add_untouched(result) if previous_state is not None else 0
         result.state_base = base["ds"] if base else ""
         # A whole state records its rows: the deltas on it decide when to compact without a count.
         whole_rows = None if base else touched_state_rows + untouched_keys
-        storage.publish_partition(state_df, spec.state, ds, root=root, run_id=run_id,
-                                  sidecar={STATE_SIDECAR: json.dumps({
-                                      "run_id": run_id, "base": base, "rows": whole_rows,
-                                      "deletes": result.deletes_applied, "pending_rows": result.pending_rows,
-                                      "conflicted_keys": result.conflicts})})
+        storage.write_sidecars(spark, state_staging, {STATE_SIDECAR: json.dumps({
+            "run_id": run_id, "base": base, "rows": whole_rows, "deletes": result.deletes_applied,
+            "pending_rows": result.pending_rows, "conflicted_keys": result.conflicts})})
+        storage.swap_in(spark, spec.ods, ds, ods_staging, root=root, run_id=run_id)
+        storage.swap_in(spark, spec.state, ds, state_staging, root=root, run_id=run_id)
     finally:
         for cached in (ranked, resolved, *(previous_state.cached if previous_state else ())):
             if cached is not None:

@@ -82,26 +82,59 @@ def publish_partition(df, table: Table, value: str, root: str | None = None, run
     A failed critical expectation raises DataQualityError and nothing is written.
     Returns the final partition path.
     """
+    run_id = run_id or uuid.uuid4().hex[:12]
+    staging = stage_partition(df, table, value, root=root, run_id=run_id, validate=validate, sidecar=sidecar)
+    return swap_in(df.sparkSession, table, value, staging, root=root, run_id=run_id)
+
+
+def stage_partition(df, table: Table, value: str, root: str | None = None, run_id: str | None = None,
+                    validate: bool = True, sidecar: dict[str, str] | None = None) -> str:
+    """The first half of publish_partition: gate and write `df` into a staging folder readers
+    never see (its name starts with `_`); return that folder for swap_in or discard_staged.
+
+    A job that publishes two partitions can stage both (at once, from two threads) and swap
+    them in only when both are written.
+    """
     spark = df.sparkSession
     run_id = run_id or uuid.uuid4().hex[:12]
     if validate:
         from jobs import quality  # Great Expectations loads only in jobs that publish
 
         quality.gate(df, table, value, run_id=run_id, root=root)
-    final = table.partition_path(value, root)
-    staging = f"{table.path(root)}/_staging_{table.partition}={value}.{run_id}"
-    trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
+    staging = staging_path(table, value, root, run_id)
     columns = [c for c in df.columns if c != table.partition]
     try:
         df.select(*columns).write.mode("overwrite").parquet(staging)
     finally:
         # The gate cached df so that validation and this write compute it once.
         df.unpersist()
+    write_sidecars(spark, staging, sidecar)
+    return staging
 
+
+def staging_path(table: Table, value: str, root: str | None, run_id: str) -> str:
+    return f"{table.path(root)}/_staging_{table.partition}={value}.{run_id}"
+
+
+def discard_staged(spark, table: Table, value: str, root: str | None, run_id: str) -> None:
+    """Delete what stage_partition wrote for this run (nothing is published)."""
+    delete_path(spark, staging_path(table, value, root, run_id))
+
+
+def write_sidecars(spark, staging: str, sidecar: dict[str, str] | None) -> None:
+    """Write small texts into a staged partition; their names start with `_` so readers skip them."""
     for name, text in (sidecar or {}).items():
         if not name.startswith("_"):
             raise ValueError(f"sidecar file {name!r}: its name must start with '_' so that readers skip it")
         write_bytes(spark, f"{staging}/{name}", text.encode())
+
+
+def swap_in(spark, table: Table, value: str, staging: str, root: str | None = None,
+            run_id: str | None = None) -> str:
+    """Replace partition `value` by the staged folder (the second half of publish_partition)."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    final = table.partition_path(value, root)
+    trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
     fs, final_path = _fs(spark, final)
     jvm = spark._jvm
     staging_path = jvm.org.apache.hadoop.fs.Path(staging)
