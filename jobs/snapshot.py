@@ -52,7 +52,6 @@ import os
 import re
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,25 +263,22 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         state_df = state_hi.unionByName(state_lo).select(*spec.state.columns).unionByName(
             pending.select(*spec.state.columns))
 
-        # Both partitions are staged at once (the ods one from a second thread: its big write
-        # keeps the cores busy while this thread plans and writes the state's small one), then
-        # swapped in, ods first, only when both are written.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ostap-snapshot-ods") as second_thread:
-            ods_staged = second_thread.submit(
-                storage.stage_partition, ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id,
-                validate=validate, sidecar={SNAPSHOT_SIDECAR: json.dumps({"run_id": run_id})})
-            try:
-                base = None
-                if previous_state is not None:
-                    state_df, base = previous_state.next_state(spark, spec, state_df, touched_state_rows,
-                                                               state_compaction, root)
-                state_staging = storage.stage_partition(state_df, spec.state, ds, root=root, run_id=run_id)
-                ods_staging = ods_staged.result()
-            except BaseException:
-                wait([ods_staged])
-                storage.discard_staged(spark, spec.ods, ds, root, run_id)
-                storage.discard_staged(spark, spec.state, ds, root, run_id)
-                raise
+        # Both partitions are staged, then swapped in, ods first, only when both are written: a
+        # failed state write leaves neither published. (Staging the ods one from a second thread
+        # while this one wrote the state measured no faster on two cores.)
+        try:
+            ods_staging = storage.stage_partition(
+                ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id, validate=validate,
+                sidecar={SNAPSHOT_SIDECAR: json.dumps({"run_id": run_id})})
+            base = None
+            if previous_state is not None:
+                state_df, base = previous_state.next_state(spark, spec, state_df, touched_state_rows,
+                                                           state_compaction, root)
+            state_staging = storage.stage_partition(state_df, spec.state, ds, root=root, run_id=run_id)
+        except BaseException:
+            storage.discard_staged(spark, spec.ods, ds, root, run_id)
+            storage.discard_staged(spark, spec.state, ds, root, run_id)
+            raise
         untouched_keys = previous_state.add_untouched(result) if previous_state is not None else 0
         result.state_base = base["ds"] if base else ""
         # A whole state records its rows: the deltas on it decide when to compact without a count.

@@ -92,8 +92,8 @@ def stage_partition(df, table: Table, value: str, root: str | None = None, run_i
     """The first half of publish_partition: gate and write `df` into a staging folder readers
     never see (its name starts with `_`); return that folder for swap_in or discard_staged.
 
-    A job that publishes two partitions can stage both (at once, from two threads) and swap
-    them in only when both are written.
+    A job that publishes two partitions can stage both and swap them in only when both are
+    written.
     """
     spark = df.sparkSession
     run_id = run_id or uuid.uuid4().hex[:12]
