@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
 
 import pytest
@@ -388,6 +389,29 @@ def test_untouched_keys_come_from_the_state_when_ods_was_written_by_another_run(
     assert (result.live_keys, result.deletes_applied) == (2, 1)
     full = snapshot(spark, "clients", "2024-01-03", mode="full")
     assert key_figures(full) == key_figures(result)
+
+
+def test_a_failed_state_write_publishes_neither_partition(spark, warehouse, monkeypatch):
+    write_raw(spark, [change(1, "2024-01-01 10:00:00", 1, "I"), change(1, "2024-01-02 10:00:00", 2, "U", name="b")])
+    snapshot(spark, "clients", "2024-01-01")
+    stage_partition = storage.stage_partition
+
+    def state_write_fails(df, table, *args, **kwargs):
+        staged = stage_partition(df, table, *args, **kwargs)
+        if table is STATE:  # the rows are staged, then the disk fills up
+            raise OSError(f"disk full after writing {staged}")
+        return staged
+
+    monkeypatch.setattr(storage, "stage_partition", state_write_fails)
+    with pytest.raises(OSError, match="disk full"):
+        snapshot(spark, "clients", "2024-01-02")
+    # The ods partition was staged first, but neither is published and no staging folder is left.
+    for table in (ODS, STATE):
+        assert not storage.path_exists(spark, table.partition_path("2024-01-02")), table.qualified
+        assert [n for n in os.listdir(table.path()) if n.startswith("_")] == [], table.qualified
+    monkeypatch.setattr(storage, "stage_partition", stage_partition)  # the disk has room again
+    assert snapshot(spark, "clients", "2024-01-02").mode == "incremental"
+    assert names_by_key(spark, "2024-01-02") == {1: ("b", 2)}
 
 
 def test_a_delta_whose_base_was_rerun_falls_back_to_a_full_rebuild(spark, warehouse):
