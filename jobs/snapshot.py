@@ -16,7 +16,10 @@ an earlier day B, which they override key by key (`read_state`). An incremental 
 delta while it stays under --state-compaction (default 0.25) of B's rows, then the whole state
 again. So an ordinary day rewrites the ods snapshot but not the state, and finds pending rows
 and quarantined conflicts in the delta alone. A delta whose B was rerun since is not trusted:
-the next run rebuilds in full.
+the next run rebuilds in full. The keys nothing touched on D keep their rows of ods(D-1), read
+from there when the run that wrote state(D-1) wrote it too and the state holds no conflict (the
+_SNAPSHOT.json sidecar names the run), from the state otherwise. A run stages both partitions
+and swaps them in only when both are written.
 
 A full run computes due(D) from every landed row. An incremental run computes it from
 state(D-1) plus the rows with load_date = D: the winner over a union is the winner over
@@ -63,8 +66,9 @@ HELP = "rebuild the as-of snapshot ods.<entity> for --ds from ODS change rows (f
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REJECT_SHARE = 0.001
-# A state partition names its run, its base when it is a delta (see the state layout in
-# _incremental_input), and how many pending rows and conflicted keys it holds, in this sidecar.
+# A state partition names its run and its base when it is a delta (see the state layout in
+# _incremental_input) in this sidecar, and counts its rows (when whole), tombstones, pending rows
+# and conflicted keys: the next run skips the work those figures make needless.
 STATE_SIDECAR = "_STATE.json"
 # An ods partition names the run that wrote it (an incremental run reads ods(D-1) only when the
 # run that wrote state(D-1) wrote it too).
