@@ -376,11 +376,16 @@ class _PreviousState:
         return todays, self.base
 
 
-def _state_info(spark, spec: _Spec, ds: str, root: str | None) -> dict | None:
-    """The sidecar of state partition ds ({"run_id", "base", "rows", "pending_rows",
-    "conflicted_keys"}; older ones hold the first two only), None when it has none."""
-    text = storage.read_text(spark, f"{spec.state.partition_path(ds, root)}/{STATE_SIDECAR}")
+def _sidecar(spark, table: tables.Table, ds: str, name: str, root: str | None) -> dict | None:
+    """The JSON sidecar `name` of partition ds of `table`, None when it has none."""
+    text = storage.read_text(spark, f"{table.partition_path(ds, root)}/{name}")
     return json.loads(text) if text else None
+
+
+def _state_info(spark, spec: _Spec, ds: str, root: str | None) -> dict | None:
+    """The sidecar of state partition ds ({"run_id", "base", "rows", "deletes", "pending_rows",
+    "conflicted_keys"}; older ones hold the first two only), None when it has none."""
+    return _sidecar(spark, spec.state, ds, STATE_SIDECAR, root)
 
 
 def read_state(spark, entity: str, ds: str, root: str | None = None, table: tables.Table | None = None):
@@ -389,8 +394,7 @@ def read_state(spark, entity: str, ds: str, root: str | None = None, table: tabl
 
     table = table or tables.TABLES[f"state.{entity}"]
     rows = storage.read_partition(spark, table, ds, root)
-    text = storage.read_text(spark, f"{table.partition_path(ds, root)}/{STATE_SIDECAR}")
-    base = json.loads(text)["base"] if text else None
+    base = (_sidecar(spark, table, ds, STATE_SIDECAR, root) or {}).get("base")
     if not base:
         return rows
     base_rows = storage.read_partition(spark, table, base["ds"], root)
@@ -468,8 +472,7 @@ def _snapshot_run(spark, spec: _Spec, ds: str, root: str | None) -> str | None:
     """The run that wrote ods partition ds (None: unknown or not published)."""
     if not storage.path_exists(spark, f"{spec.ods.partition_path(ds, root)}/_SUCCESS"):
         return None
-    text = storage.read_text(spark, f"{spec.ods.partition_path(ds, root)}/{SNAPSHOT_SIDECAR}")
-    return json.loads(text).get("run_id") if text else None
+    return (_sidecar(spark, spec.ods, ds, SNAPSHOT_SIDECAR, root) or {}).get("run_id")
 
 
 # --- input -------------------------------------------------------------------------------------

@@ -137,12 +137,12 @@ def swap_in(spark, table: Table, value: str, staging: str, root: str | None = No
     trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
     fs, final_path = _fs(spark, final)
     jvm = spark._jvm
-    staging_path = jvm.org.apache.hadoop.fs.Path(staging)
+    staged_path = jvm.org.apache.hadoop.fs.Path(staging)
     trash_path = jvm.org.apache.hadoop.fs.Path(trash)
     had_previous = fs.exists(final_path)
     if had_previous and not fs.rename(final_path, trash_path):
         raise RuntimeError(f"could not move the previous partition {final} aside")
-    if not fs.rename(staging_path, final_path):
+    if not fs.rename(staged_path, final_path):
         if had_previous:
             fs.rename(trash_path, final_path)
         raise RuntimeError(f"could not move the staged partition into {final}")
