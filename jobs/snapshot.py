@@ -67,8 +67,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_REJECT_SHARE = 0.001
 # A state partition names its run and its base when it is a delta (see the state layout in
-# _incremental_input) in this sidecar, and counts its rows (when whole), tombstones, pending rows
-# and conflicted keys: the next run skips the work those figures make needless.
+# _incremental_input) in this sidecar, and counts its rows (when whole; partition_rows: the rows of
+# the partition itself, whole or delta), tombstones, pending rows and conflicted keys: the next run
+# skips the work those figures make needless.
 STATE_SIDECAR = "_STATE.json"
 # An ods partition names the run that wrote it (an incremental run reads ods(D-1) only when the
 # run that wrote state(D-1) wrote it too).
@@ -274,10 +275,10 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
             ods_staging = storage.stage_partition(
                 ods_df.select(*spec.ods.columns), spec.ods, ds, root=root, run_id=run_id, validate=validate,
                 sidecar={SNAPSHOT_SIDECAR: json.dumps({"run_id": run_id})})
-            base = None
+            base = delta_rows = None
             if previous_state is not None:
-                state_df, base = previous_state.next_state(spark, spec, state_df, touched_state_rows,
-                                                           state_compaction, root)
+                state_df, base, delta_rows = previous_state.next_state(spark, spec, state_df, touched_state_rows,
+                                                                       state_compaction, root)
             state_staging = storage.stage_partition(state_df, spec.state, ds, root=root, run_id=run_id)
         except BaseException:
             storage.discard_staged(spark, spec.ods, ds, root, run_id)
@@ -288,7 +289,8 @@ def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, ke
         # A whole state records its rows: the deltas on it decide when to compact without a count.
         whole_rows = None if base else touched_state_rows + untouched_keys
         storage.write_sidecars(spark, state_staging, {STATE_SIDECAR: json.dumps({
-            "run_id": run_id, "base": base, "rows": whole_rows, "deletes": result.deletes_applied,
+            "run_id": run_id, "base": base, "rows": whole_rows, "partition_rows": delta_rows if base else whole_rows,
+            "deletes": result.deletes_applied,
             "pending_rows": result.pending_rows, "conflicted_keys": result.conflicts})})
         storage.swap_in(spark, spec.ods, ds, ods_staging, root=root, run_id=run_id)
         storage.swap_in(spark, spec.state, ds, state_staging, root=root, run_id=run_id)
@@ -320,6 +322,10 @@ class _PreviousState:
     previous_ods: Any | None = None
     previous_deletes: int = 0
     touched_tombstones: Any | None = None
+    # The rows delta(D-1) holds (its sidecar's partition_rows) and an Observation counting those of
+    # the touched keys: the rows a delta of D carries over are the difference, without a count job.
+    delta_rows: int | None = None
+    delta_touched: Any | None = None
     _untouched_seen: Any | None = None
 
     def untouched_live(self, spec: _Spec, run_id: str):
@@ -341,12 +347,12 @@ class _PreviousState:
 
     def add_untouched(self, result: SnapshotResult) -> int:
         """Add the untouched keys' figures once the publish has read them; return their number."""
-        seen = self._untouched_seen.get
+        seen = _observed(self._untouched_seen, "live", "deletes")
         result.untouched_from = "state" if self.previous_ods is None else "ods"
         if self.previous_ods is not None:
             # A tombstone of state(D-1) stays one unless its key was touched.
             seen = {"live": seen["live"],
-                    "deletes": self.previous_deletes - self.touched_tombstones.get["tombstones"]}
+                    "deletes": self.previous_deletes - _observed(self.touched_tombstones, "tombstones")["tombstones"]}
         _add_untouched(seen, result)
         return seen["live"] + seen["deletes"]
 
@@ -355,7 +361,8 @@ class _PreviousState:
         _add_untouched(self.untouched.selectExpr(*_UNTOUCHED_FIGURES).first().asDict(), result)
 
     def next_state(self, spark, spec: _Spec, todays, todays_rows: int, compaction: float, root: str | None):
-        """(state rows to publish for D, the base they are a delta on or None when written whole).
+        """(state rows to publish for D, the base they are a delta on or None when written whole,
+        the rows of that delta or None).
 
         `todays` are the state rows of the touched keys. The delta of D is those plus the
         delta rows of D-1 of keys not touched today; once it would exceed `compaction` times
@@ -368,12 +375,29 @@ class _PreviousState:
         base_rows = self.base.get("rows")
         if base_rows is None:  # a state written before its sidecar recorded its rows
             base_rows = storage.read_partition(spark, spec.state, self.base["ds"], root).count()  # footers only
-        delta_rows = todays_rows + (carried.count() if carried is not None else 0)
-        if delta_rows > compaction * base_rows:
-            return todays.unionByName(self.untouched.select(*spec.state.columns)), None
+        carried_rows = 0
+        if carried is not None:
+            # The ranking has read the touched keys' delta rows by now, so the Observation is set.
+            carried_rows = (self.delta_rows - _observed(self.delta_touched, "rows")["rows"]
+                            if self.delta_rows is not None
+                            else carried.count())  # a sidecar written before it recorded partition_rows
+        if todays_rows + carried_rows > compaction * base_rows:
+            return todays.unionByName(self.untouched.select(*spec.state.columns)), None, None
         if carried is not None:
             todays = todays.unionByName(carried.select(*spec.state.columns))
-        return todays, self.base
+        return todays, self.base, todays_rows + carried_rows
+
+
+def _observed(observation, *names: str) -> dict:
+    """What an Observation counted, once the action that read its rows has run.
+
+    Zeros when Spark optimized the observed rows away: on a day with no change rows, adaptive
+    execution replaces a join with the (empty) touched keys by an empty relation, observation
+    included, and the observation then holds an empty row.
+    """
+    if observation._jo.getRow().length() == 0:  # the public .get fails on an empty row
+        return dict.fromkeys(names, 0)
+    return observation.get
 
 
 def _sidecar(spark, table: tables.Table, ds: str, name: str, root: str | None) -> dict | None:
@@ -383,8 +407,8 @@ def _sidecar(spark, table: tables.Table, ds: str, name: str, root: str | None) -
 
 
 def _state_info(spark, spec: _Spec, ds: str, root: str | None) -> dict | None:
-    """The sidecar of state partition ds ({"run_id", "base", "rows", "deletes", "pending_rows",
-    "conflicted_keys"}; older ones hold the first two only), None when it has none."""
+    """The sidecar of state partition ds ({"run_id", "base", "rows", "partition_rows", "deletes",
+    "pending_rows", "conflicted_keys"}; older ones lack some), None when it has none."""
     return _sidecar(spark, spec.state, ds, STATE_SIDECAR, root)
 
 
@@ -419,11 +443,12 @@ def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | N
     keys, and every delta after it carries them), so finding them reads the delta only; the bulk
     of the state is then neither shuffled nor rewritten on an ordinary day.
     """
+    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     info = _state_info(spark, spec, previous, root) or {}
     base = info.get("base")
-    delta = None
+    delta = delta_touched = None
     if base:
         delta = storage.read_partition(spark, spec.state, previous, root)
         base_rows = storage.read_partition(spark, spec.state, base["ds"], root)
@@ -451,11 +476,15 @@ def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | N
     touched = touched.persist()
     # Arriving rows are rows of touched keys: the semi-join brings them in with the winners.
     contested = previous_state.join(F.broadcast(touched), list(spec.keys), "left_semi")
+    if delta is not None and info.get("partition_rows") is not None:
+        # The same rows, the delta's counted as they stream by (next_state needs their number).
+        delta_touched = Observation(f"snapshot_delta_touched_{uuid.uuid4().hex[:12]}")
+        contested = not_in_delta.join(F.broadcast(touched), list(spec.keys), "left_semi").unionByName(
+            delta.join(F.broadcast(touched), list(spec.keys), "left_semi").observe(
+                delta_touched, F.count("*").alias("rows")))
     previous_ods = touched_tombstones = None
     if (info.get("conflicted_keys") == 0 and info.get("deletes") is not None
             and _snapshot_run(spark, spec, previous, root) == info.get("run_id")):
-        from pyspark.sql import Observation
-
         # The untouched keys' rows come from ods(D-1) (untouched_live); their tombstones are those
         # of state(D-1) less the touched keys' ones, counted as the ranking reads them.
         previous_ods = storage.read_partition(spark, spec.ods, previous, root)
@@ -465,7 +494,9 @@ def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | N
     rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
     untouched = previous_state.join(F.broadcast(touched), list(spec.keys), "left_anti")
     return _PreviousState(rows, untouched, touched, delta, base, cached=(touched,), previous_ods=previous_ods,
-                          previous_deletes=info.get("deletes") or 0, touched_tombstones=touched_tombstones)
+                          previous_deletes=info.get("deletes") or 0, touched_tombstones=touched_tombstones,
+                          delta_rows=info.get("partition_rows") if delta_touched else None,
+                          delta_touched=delta_touched)
 
 
 def _snapshot_run(spark, spec: _Spec, ds: str, root: str | None) -> str | None:

@@ -16,7 +16,7 @@ import pytest
 from jobs import snapshot as snapshot_job
 from jobs import storage, tables
 from jobs.errors import BadInputError, DataQualityError, OstapError
-from jobs.snapshot import build_snapshot, read_state
+from jobs.snapshot import STATE_SIDECAR, build_snapshot, read_state
 
 RAW = tables.TABLES["raw.clients"]
 ODS = tables.TABLES["ods.clients"]
@@ -146,6 +146,32 @@ def test_late_and_early_rows_full_equals_incremental(spark, warehouse):
     for ds in days:
         snapshot(spark, "clients", ds, mode="full")
         assert snapshot_rows(spark, ds) == incremental[ds]
+
+
+def test_a_day_without_landed_rows_carries_the_snapshot_over(spark, warehouse):
+    # Nothing lands on days 2 and 4: the first follows a whole state, the second a delta. With no
+    # touched keys, Spark drops the joins with them (and the counts observed on them) from the plan.
+    write_raw(spark, [
+        change(1, "2024-01-01 08:00:00", 1, "I", name="a"),
+        change(2, "2024-01-01 08:00:00", 2, "I", name="b"),
+        change(3, "2024-01-01 08:00:00", 3, "I", name="c"),
+        change(2, "2024-01-03 08:00:00", 4, "D"),
+        change(3, "2024-01-03 09:00:00", 5, "U", name="c3"),
+    ])
+    days = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+    incremental = {}
+    for ds in days:
+        result = snapshot(spark, "clients", ds)
+        assert result.mode == ("full" if ds == days[0] else "incremental")
+        assert result.rows_read == {"2024-01-01": 3, "2024-01-03": 2}.get(ds, 0), ds
+        incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE), key_figures(result))
+    assert incremental["2024-01-02"] == incremental["2024-01-01"]
+    assert incremental["2024-01-04"] == incremental["2024-01-03"]
+    assert incremental["2024-01-04"][2] == {"live_keys": 2, "deletes_applied": 1, "pending_rows": 0, "conflicts": 0}
+    assert {k: v[0] for k, v in names_by_key(spark, "2024-01-04").items()} == {1: "a", 3: "c3"}
+    for ds in days:
+        full = snapshot(spark, "clients", ds, mode="full")
+        assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE), key_figures(full)) == incremental[ds], ds
 
 
 # --- conflicts -----------------------------------------------------------------------------
@@ -333,6 +359,10 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
         assert result.untouched_from == ("" if ds == days[0] else "ods")
         incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE), key_figures(result))
         state_bases.append(result.state_base)
+        # The next day decides on compaction from the rows its sidecar says the partition holds
+        # (a delta's carried rows are counted without a pass of their own).
+        sidecar = json.loads(storage.read_text(spark, f"{STATE.partition_path(ds)}/{STATE_SIDECAR}"))
+        assert sidecar["partition_rows"] == storage.read_partition(spark, STATE, ds).count(), ds
     deltas = sum(1 for base in state_bases if base)
     assert 5 <= deltas <= len(days) - 3, state_bases  # both layouts were written and read back
     landed = [r.asDict() for r in spark.read.parquet(RAW.path()).collect()]
