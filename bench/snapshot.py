@@ -9,18 +9,21 @@ deletes and re-inserts, same-ods_dt ties that only ods_seq orders, rows landing 
 late and some a day early, about 1% re-delivered duplicates and a handful of bad rows.
 Then, in one run, for the last day D:
 
-  1. full rebuild of D-N, not timed: the whole state the incremental runs start from (and warm-up)
-  2. incremental runs of D-N+1 .. D (each: the state of the day before + the rows landed that
-     day), timed; their state partitions are deltas on D-N's whole state until the keys touched
+  1. full rebuild of D-N-1, not timed: the whole state the incremental runs start from, and the
+     full path's warm-up (JIT, generated code) before the timed full rebuilds of 3
+  2. incremental run of D-N, not timed: the incremental path's warm-up, so that both paths are
+     timed warm (the first incremental run of a session measured 2-4 s slower than the next)
+  3. incremental runs of D-N+1 .. D (each: the state of the day before + the rows landed that
+     day), timed; their state partitions are deltas on D-N-1's whole state until the keys touched
      since exceed --state-compaction of it, then the whole state is written again (a compaction);
      the figure for "an incremental day" is their mean, compactions included, and D's alone
-  3. full rebuilds of D from every landed row (--full-runs, default 2), timed, their mean
-     compared; its rows must equal those of 2
-  4. the dedup alone (no checks, no publish) in both SQL formulations: the aggregate of
+  4. full rebuilds of D from every landed row (--full-runs, default 2), timed, their mean
+     compared; its rows must equal those of 3
+  5. the dedup alone (no checks, no publish) in both SQL formulations: the aggregate of
      sql/ods_snapshot.sql and the rank() window of sql/ods_snapshot_window.sql
-  5. the same dedup in DuckDB on the same Parquet files, written to Parquet as well; its
-     rows must equal those of 3
-  6. two floors: Spark rewriting D's snapshot alone (read + write, the least an incremental day
+  6. the same dedup in DuckDB on the same Parquet files, written to Parquet as well; its
+     rows must equal those of 4
+  7. two floors: Spark rewriting D's snapshot alone (read + write, the least an incremental day
      does while each day's partition is whole Parquet) and Spark scanning the landed rows alone
      (the least a full rebuild does)
 
@@ -192,7 +195,7 @@ def main() -> int:
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--driver-memory", default="6g")
     parser.add_argument("--incremental-days", type=int, default=7, metavar="N",
-                        help="incremental days run before the full rebuild of D (default 7)")
+                        help="timed incremental days D-N+1 .. D, after one untimed warm-up day (default 7)")
     parser.add_argument("--full-runs", type=int, default=2, metavar="N",
                         help="full rebuilds of D timed, their mean compared (default 2: one run is noisy)")
     parser.add_argument("--state-compaction", type=float, default=DEFAULT_STATE_COMPACTION, metavar="SHARE",
@@ -217,7 +220,8 @@ def main() -> int:
     day = START + dt.timedelta(days=args.days - 1)
     ds = day.isoformat()
     incremental_days = [(day - dt.timedelta(days=n)).isoformat() for n in range(args.incremental_days - 1, -1, -1)]
-    start = (day - dt.timedelta(days=args.incremental_days)).isoformat()
+    warm_up = (day - dt.timedelta(days=args.incremental_days)).isoformat()
+    start = (day - dt.timedelta(days=args.incremental_days + 1)).isoformat()
     print(f"raw.{ENTITY}: {report['rows']:,} change rows, {report['keys']:,} keys, {args.days} days "
           f"({report['deletes']:,} deletes, {report['ties']:,} same-ods_dt ties, {report['late_rows']:,} late, "
           f"{report['early_rows']:,} early, {report['duplicates']:,} re-delivered, {report['bad_rows']:,} bad); "
@@ -226,6 +230,8 @@ def main() -> int:
 
     prev, _ = timed(f"full rebuild {start} (the incremental runs' first state; not counted)",
                     lambda: build_snapshot(spark, ENTITY, start, mode="full", **options))
+    timed(f"incremental {warm_up} (the incremental path's warm-up; not counted)", lambda: build_snapshot(
+        spark, ENTITY, warm_up, state_compaction=args.state_compaction, **options))
     incremental_s = []
     for each in incremental_days:
         incr, seconds = timed(f"incremental {each}", lambda each=each: build_snapshot(
