@@ -174,6 +174,28 @@ def test_a_day_without_landed_rows_carries_the_snapshot_over(spark, warehouse):
         assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE), key_figures(full)) == incremental[ds], ds
 
 
+def test_an_incremental_day_reads_the_folder_of_its_landing_day_alone(spark, warehouse):
+    write_raw(spark, [change(1, "2024-01-01 10:00:00", 1, "I"), change(2, "2024-01-01 11:00:00", 2, "I"),
+                      change(1, "2024-01-02 10:00:00", 3, "U", name="b"),
+                      change(2, "2024-01-03 10:00:00", 4, "U", name="c"),
+                      change(3, "2024-01-03 11:00:00", 5, "I", name="d")])
+    spec, changes, has_load_date, day_only = snapshot_job._read_changes(
+        spark, "clients", None, None, None, landed_on=dt.date(2024, 1, 3))
+    assert day_only and has_load_date
+    assert changes.inputFiles() and all("/load_date=2024-01-03/" in f for f in changes.inputFiles())
+    assert sorted((r["client_id"], r["load_date"]) for r in changes.collect()) == [
+        (2, dt.date(2024, 1, 3)), (3, dt.date(2024, 1, 3))]
+    # Nothing landed on that day: the whole source (the run then finds no row of the day in it).
+    _, changes, _, day_only = snapshot_job._read_changes(spark, "clients", None, None, None,
+                                                         landed_on=dt.date(2024, 1, 4))
+    assert not day_only and changes.count() == 5
+    # Without the state of D-1 the run falls back to a full rebuild, which reads every landed row.
+    snapshot(spark, "clients", "2024-01-01")
+    result = snapshot(spark, "clients", "2024-01-03")
+    assert result.mode == "full" and result.rows_read == 5, result.notes
+    assert names_by_key(spark, "2024-01-03") == {1: ("b", 3), 2: ("c", 4), 3: ("d", 5)}
+
+
 # --- conflicts -----------------------------------------------------------------------------
 
 
