@@ -16,11 +16,17 @@ Then, in one run, for the last day D:
   3. incremental runs of D-N+1 .. D (each: the state of the day before + the rows landed that
      day), timed; their state partitions are deltas on D-N-1's whole state until the keys touched
      since exceed --state-compaction of it, then the whole state is written again (a compaction);
-     the figure for "an incremental day" is their mean, compactions included, and D's alone
+     the figure for "an incremental day" is their mean, compactions included, and D's alone;
+     then D once more in a fresh Python process and Spark session, as an Airflow task runs it
+     (cold: JVM warm-up and first-time planning included), compared with the first full rebuild
+     of step 1, which is cold too
   4. full rebuilds of D from every landed row (--full-runs, default 2), timed, their mean
      compared; its rows must equal those of 3
-  5. the dedup alone (no checks, no publish) in both SQL formulations: the aggregate of
-     sql/ods_snapshot.sql and the rank() window of sql/ods_snapshot_window.sql
+  5. the dedup alone (no checks, no publish) in three formulations: the rank() window of the job
+     (sql/ods_snapshot.sql + sql/ods_snapshot_winners.sql), the max/min(struct) aggregate of
+     sql/ods_snapshot_aggregate.sql, and the same aggregate after a shuffle by key (so that it
+     sorts on the key alone, radix sort, and aggregates once); --formulation-rounds rounds, each
+     running the three in a rotated order, their medians compared (one run each is too noisy)
   6. the same dedup in DuckDB on the same Parquet files, written to Parquet as well; its
      rows must equal those of 4
   7. two floors: Spark rewriting D's snapshot alone (read + write, the least an incremental day
@@ -39,6 +45,8 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -154,6 +162,24 @@ def timed(label: str, fn):
     return value, seconds
 
 
+def cold_incremental(ds: str, master: str, driver_memory: str, state_compaction: float) -> dict:
+    """An incremental run of ds in a new Python process and Spark session, as an Airflow task runs
+    it: {"process_s": from the process's start to its exit, "job_s": build_snapshot alone}."""
+    code = (
+        "import json, os, sys; sys.path.insert(0, sys.argv[1])\n"
+        "from jobs.spark import get_spark\n"
+        "from jobs.snapshot import build_snapshot\n"
+        "spark = get_spark('ostap-bench-cold', master=sys.argv[3], conf={'spark.driver.memory': sys.argv[4], "
+        "'spark.ui.enabled': 'false'})\n"
+        "result = build_snapshot(spark, 'clients', sys.argv[2], validate=False, state_compaction=float(sys.argv[5]))\n"
+        "assert result.mode == 'incremental', result.notes\n"
+        "print(json.dumps({'job_s': result.seconds}))\n")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent.parent), ds, master,
+                           driver_memory, str(state_compaction)], capture_output=True, text=True, check=True)
+    return {"process_s": time.perf_counter() - started, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
 def duckdb_snapshot(con, raw_path: str, out_path: str, keys: tuple[str, ...], payload: list[str],
                     content: list[str], ds: str) -> None:
     """The job's dedup in DuckDB on the same Parquet: valid rows landed by D and due, per key the
@@ -200,8 +226,8 @@ def main() -> int:
                         help="full rebuilds of D timed, their mean compared (default 2: one run is noisy)")
     parser.add_argument("--state-compaction", type=float, default=DEFAULT_STATE_COMPACTION, metavar="SHARE",
                         help=f"the job's --state-compaction (default {DEFAULT_STATE_COMPACTION})")
-    parser.add_argument("--no-formulations", action="store_true",
-                        help="skip the dedup-only comparison of the window and aggregate SQL")
+    parser.add_argument("--formulation-rounds", type=int, default=3, metavar="N",
+                        help="rounds of the dedup-only comparison of the SQL formulations (default 3; 0 skips it)")
     args = parser.parse_args()
 
     import duckdb
@@ -228,7 +254,7 @@ def main() -> int:
           f"D = {ds}; Spark {args.master} ({cores} cores), {os.cpu_count()} CPUs", flush=True)
     options = dict(validate=False)
 
-    prev, _ = timed(f"full rebuild {start} (the incremental runs' first state; not counted)",
+    prev, cold_full_s = timed(f"full rebuild {start} (the incremental runs' first state; not counted)",
                     lambda: build_snapshot(spark, ENTITY, start, mode="full", **options))
     timed(f"incremental {warm_up} (the incremental path's warm-up; not counted)", lambda: build_snapshot(
         spark, ENTITY, warm_up, state_compaction=args.state_compaction, **options))
@@ -245,6 +271,11 @@ def main() -> int:
     incremental_copy = BENCH_DIR / "incremental_ods"
     shutil.rmtree(incremental_copy, ignore_errors=True)
     shutil.copytree(ods.partition_path(ds), incremental_copy)
+    # Airflow runs each day in a fresh process: D again, incremental, in one, from its start to its
+    # exit (the figures above are of a warm session, as the full rebuilds below are).
+    cold = cold_incremental(ds, args.master, args.driver_memory, args.state_compaction)
+    print(f"  incremental {ds} again in a fresh process (not counted)       {cold['process_s']:8.1f} s, "
+          f"of which the job {cold['job_s']:.1f} s", flush=True)
     full_runs = []
     for _ in range(args.full_runs):
         full, seconds = timed(f"full rebuild {ds}", lambda: build_snapshot(spark, ENTITY, ds, mode="full", **options))
@@ -270,23 +301,29 @@ def main() -> int:
     duck_out.unlink(missing_ok=True)
     _, duck_s = timed(f"DuckDB {duckdb.__version__} same dedup {ds}, same Parquet",
                       lambda: duckdb_snapshot(con, raw.path(), str(duck_out), keys, payload, content, ds))
-    formulation_s = {}
-    if not args.no_formulations:
+    formulation_s: dict[str, list[float]] = {}
+    if args.formulation_rounds > 0:
         # The dedup alone on the same due rows of D: no checks, no figures, no publish.
         cutoff = f"TIMESTAMP'{day + dt.timedelta(days=1)} 00:00:00'"
         spark.read.parquet(raw.path()).where(
             f"load_date <= DATE'{ds}' AND ods_dt < {cutoff} AND ods_seq IS NOT NULL").selectExpr(
             *raw.columns, "CAST(NULL AS string) AS reject_reason", "1 AS read_here").createOrReplaceTempView("bench_due")
+        key_list, content_list = ", ".join(keys), ", ".join(content)
         listing = {
-            "aggregate, max/min(struct) (sql/ods_snapshot_aggregate.sql)": sqlfiles.load(
-                "ods_snapshot_aggregate.sql", keys=", ".join(keys), content=", ".join(content), changes="bench_due"),
-            "window, rank() = 1 (the job's sql/ods_snapshot.sql)": sqlfiles.load(
-                "ods_snapshot_winners.sql", keys=", ".join(keys), content=", ".join(content), ranked=f"""(
-                {sqlfiles.load("ods_snapshot.sql", keys=", ".join(keys), cutoff=cutoff, changes="bench_due")})"""),
+            "window": sqlfiles.load("ods_snapshot_winners.sql", keys=key_list, content=content_list, ranked=f"""(
+                {sqlfiles.load("ods_snapshot.sql", keys=key_list, cutoff=cutoff, changes="bench_due")})"""),
+            "aggregate": sqlfiles.load("ods_snapshot_aggregate.sql", keys=key_list, content=content_list,
+                                       changes="bench_due"),
+            "aggregate after DISTRIBUTE BY key": sqlfiles.load(
+                "ods_snapshot_aggregate.sql", keys=key_list, content=content_list,
+                changes=f"(SELECT * FROM bench_due DISTRIBUTE BY {key_list})"),
         }
-        for name, sql in listing.items():
-            _, formulation_s[name] = timed(f"dedup only: {name.split(' (')[0]}",
-                                           lambda sql=sql: spark.sql(sql).write.format("noop").mode("overwrite").save())
+        names = list(listing)
+        for round_ in range(args.formulation_rounds):
+            for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+                _, seconds = timed(f"dedup only, round {round_ + 1}: {name}", lambda name=name: spark.sql(
+                    listing[name]).write.format("noop").mode("overwrite").save())
+                formulation_s.setdefault(name, []).append(seconds)
     spark.stop()
 
     ods_files = f"{ods.partition_path(ds)}/*.parquet"
@@ -303,10 +340,14 @@ def main() -> int:
           f"min {min(incremental_s):.1f}, max {max(incremental_s):.1f})")
     print(f"DuckDB        {duck_s:7.1f} s  {report['rows']:>12,} rows read          {report['rows'] / duck_s:>10,.0f} rows/s")
     if formulation_s:
-        (agg_name, agg_s), (win_name, win_s) = formulation_s.items()
-        print(f"dedup only    aggregate {agg_s:.1f} s, window {win_s:.1f} s: the aggregate takes "
-              f"{agg_s / win_s:.2f}x the window's time")
+        medians = {name: statistics.median(runs) for name, runs in formulation_s.items()}
+        print(f"dedup only    median of {args.formulation_rounds} rounds: " + "; ".join(
+            f"{name} {median:.1f} s ({median / medians['window']:.2f}x the window; runs "
+            f"{', '.join(f'{x:.1f}' for x in formulation_s[name])})" for name, median in medians.items()))
     speedup, vs_duck = full_s / mean_s, full_s / duck_s
+    print(f"cold (a fresh process, as Airflow runs a day): incremental {ds} {cold['job_s']:.1f} s "
+          f"({cold['process_s']:.1f} s with the process and session start); the first full rebuild of this "
+          f"run ({start}, also cold) {cold_full_s:.1f} s: {cold_full_s / cold['job_s']:.1f}x")
     print(f"an incremental day (mean of {len(incremental_s)}) is {speedup:.1f}x faster than full, D alone "
           f"{full_s / incr_s:.1f}x (target >= 5x: {'met' if speedup >= 5 else 'MISSED'})")
     print(f"full takes {vs_duck:.1f}x DuckDB's time (target <= 3x: {'met' if vs_duck <= 3 else 'MISSED'})")
