@@ -166,7 +166,7 @@ def cold_incremental(ds: str, master: str, driver_memory: str, state_compaction:
     """An incremental run of ds in a new Python process and Spark session, as an Airflow task runs
     it: {"process_s": from the process's start to its exit, "job_s": build_snapshot alone}."""
     code = (
-        "import json, os, sys; sys.path.insert(0, sys.argv[1])\n"
+        "import json, sys; sys.path.insert(0, sys.argv[1])\n"
         "from jobs.spark import get_spark\n"
         "from jobs.snapshot import build_snapshot\n"
         "spark = get_spark('ostap-bench-cold', master=sys.argv[3], conf={'spark.driver.memory': sys.argv[4], "
