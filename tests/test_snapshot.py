@@ -164,6 +164,8 @@ def test_a_day_without_landed_rows_carries_the_snapshot_over(spark, warehouse):
         result = snapshot(spark, "clients", ds)
         assert result.mode == ("full" if ds == days[0] else "incremental")
         assert result.rows_read == {"2024-01-01": 3, "2024-01-03": 2}.get(ds, 0), ds
+        # Every incremental day meets the state's 3 rows: touched (ranked again) or carried over.
+        assert result.state_rows_read == (0 if ds == days[0] else 3), ds
         incremental[ds] = (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE), key_figures(result))
     assert incremental["2024-01-02"] == incremental["2024-01-01"]
     assert incremental["2024-01-04"] == incremental["2024-01-03"]
