@@ -11,6 +11,8 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined
 
+from jobs.spark import DRIVER_JAVA_OPTIONS
+
 REPO = Path(__file__).resolve().parent.parent  # the repository root
 SPARK_APP = str(REPO / "bin" / "spark_app.py")
 
@@ -53,7 +55,8 @@ def spark_job(task_id: str, *cli_args: str, outlets=None, **kwargs):
         conn_id="spark_default",
         name=f"ostap-{task_id}",
         driver_memory=os.environ.get("OSTAP_DRIVER_MEMORY", "3g"),
-        conf={"spark.sql.session.timeZone": "UTC"},
+        # The driver starts before the job's own session settings apply: its JVM options go here.
+        conf={"spark.sql.session.timeZone": "UTC", "spark.driver.extraJavaOptions": DRIVER_JAVA_OPTIONS},
         outlets=outlets or [],
         **kwargs,
     )

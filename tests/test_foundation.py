@@ -72,6 +72,15 @@ def test_live_session_is_utc(spark):
     assert spark.sql("select cast(timestamp'2024-01-01 00:00:00' as bigint) as s").first().s == 1704067200
 
 
+def test_live_driver_runs_the_throughput_collector(spark):
+    # jobs.spark.DRIVER_JAVA_OPTIONS must reach the JVM PySpark starts, not only the session conf.
+    jvm = spark.sparkContext._jvm
+    beans = jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    collectors = {beans.get(i).getName() for i in range(beans.size())}
+    assert collectors == {"PS Scavenge", "PS MarkSweep"}, collectors
+    assert jvm.java.lang.System.getProperty("user.timezone") == "UTC"
+
+
 def test_help_lists_every_command():
     out = subprocess.run([sys.executable, "-m", "jobs", "--help"], capture_output=True, text=True, check=True)
     for name in COMMANDS:
