@@ -10,12 +10,15 @@ from jobs import config
 # Small enough for a 2-core laptop, large enough for a cluster; AQE coalesces further.
 DEFAULT_SHUFFLE_PARTITIONS = "16"
 
-# The driver JVM's options; in local mode that JVM runs every task. The throughput collector,
-# because Spark's sort and shuffle buffers are large arrays, which G1 (Java 17's default)
-# allocates as humongous regions: paired fresh-process runs of a full snapshot rebuild (10.5M
-# rows, local[2], 6g) took 43 s warm with it against 55 s with G1 (medians of six; README).
-# Executors on a cluster keep the JVM default, which suits their larger heaps.
-DRIVER_JAVA_OPTIONS = "-Duser.timezone=UTC -XX:+UseParallelGC"
+# Every JVM's clock zone agrees with the sessions' (spark.sql.session.timeZone).
+JVM_TIMEZONE = "-Duser.timezone=UTC"
+# The driver JVM's options; in local mode that JVM runs every task. The throughput collector:
+# paired fresh-process runs of a full snapshot rebuild (10.5M rows, local[2], 6g) took 43 s warm
+# with it against 55 s with G1, Java 17's default (medians of six; README). Spark reported little
+# GC time under G1, so the cost is most likely G1's handling of Spark's large sort and shuffle
+# arrays (humongous regions), not its pauses; that was not measured. Executors on a cluster keep
+# the JVM default, which suits their larger heaps.
+DRIVER_JAVA_OPTIONS = f"{JVM_TIMEZONE} -XX:+UseParallelGC"
 
 
 def session_conf(master: str | None = None, conf: dict[str, str] | None = None) -> dict[str, str]:
@@ -37,7 +40,7 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None) 
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": DRIVER_JAVA_OPTIONS,
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": JVM_TIMEZONE,
         "spark.sql.warehouse.dir": os.path.join(root, "_spark_catalog") if config.is_local(root)
         else root + "/_spark_catalog",
     }
