@@ -521,7 +521,9 @@ def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] 
     day_only).
 
     With `landed_on`, a Parquet source with a load_date=<that day> folder is read from that folder
-    alone (day_only True: its rows only, load_date still a column); otherwise the whole source.
+    alone (day_only True: its rows only, load_date still a column); one with load_date folders but
+    not that day's gives no rows (day_only True, the columns of its latest folder); otherwise the
+    whole source is read.
     """
     if not entity or not _IDENTIFIER.match(entity):
         raise BadInputError(f"--entity {entity!r}: expected a name of letters, digits and underscores")
@@ -551,10 +553,18 @@ def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] 
               .option("timestampFormat", "yyyy-MM-dd[ HH:mm:ss[.SSSSSS]]").csv(source))
     else:
         day_folder = f"{source.rstrip('/')}/load_date={landed_on}" if landed_on else None
-        day_only = bool(day_folder) and storage.path_exists(spark, day_folder)
+        nothing_landed = bool(day_folder) and not storage.path_exists(spark, day_folder)
+        if nothing_landed:
+            # No rows, with the columns of the latest load day: listing every load_date folder
+            # to find no row of the day in them would cost the day time that grows with the
+            # replica's history (a listing call per folder on HDFS or an object store).
+            day_folder = _latest_load_folder(spark, source)
+        day_only = day_folder is not None
         # basePath keeps load_date a column, as when the whole source is read.
         df = (spark.read.option("basePath", source).parquet(day_folder) if day_only
               else _read_parquet(spark, source))
+        if nothing_landed and day_only:
+            df = df.limit(0)
     columns = set(df.columns)
     missing = [c for c in (*keys, *tables.CDC_COLUMN_NAMES) if c not in columns]
     if missing:
@@ -579,6 +589,17 @@ def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] 
                              description=f"Last change per key of {entity} from {source}.")
     spec = _Spec(entity, keys, payload_ddl, ods, state, source, source_format)
     return spec, _normalize(df, spec), "load_date" in columns, day_only
+
+
+def _latest_load_folder(spark, source: str) -> str | None:
+    """The load_date=YYYY-MM-DD folder of the source with the latest date (one listing of the
+    source's top level), None when it has none."""
+    fs, hpath = storage._fs(spark, source)
+    if not fs.getFileStatus(hpath).isDirectory():
+        return None
+    days = [status.getPath().getName() for status in fs.listStatus(hpath) if status.isDirectory()]
+    days = sorted(name for name in days if re.fullmatch(r"load_date=\d{4}-\d{2}-\d{2}", name))
+    return f"{source.rstrip('/')}/{days[-1]}" if days else None
 
 
 def _read_parquet(spark, source: str):

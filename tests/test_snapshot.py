@@ -187,15 +187,30 @@ def test_an_incremental_day_reads_the_folder_of_its_landing_day_alone(spark, war
     assert changes.inputFiles() and all("/load_date=2024-01-03/" in f for f in changes.inputFiles())
     assert sorted((r["client_id"], r["load_date"]) for r in changes.collect()) == [
         (2, dt.date(2024, 1, 3)), (3, dt.date(2024, 1, 3))]
-    # Nothing landed on that day: the whole source (the run then finds no row of the day in it).
+    day_columns = changes.dtypes
+    # Nothing landed on that day: no rows, with the columns of the latest load day, no file read
+    # and no folder listed but the source's top level (a quiet entity's day must not cost what
+    # its whole history does).
+    _, changes, has_load_date, day_only = snapshot_job._read_changes(spark, "clients", None, None, None,
+                                                                     landed_on=dt.date(2024, 1, 4))
+    assert day_only and has_load_date and changes.count() == 0
+    assert changes.dtypes == day_columns and changes.inputFiles() == []
+    # The same before the first load day (a backfill of an early date).
     _, changes, _, day_only = snapshot_job._read_changes(spark, "clients", None, None, None,
-                                                         landed_on=dt.date(2024, 1, 4))
+                                                         landed_on=dt.date(2023, 12, 31))
+    assert day_only and changes.count() == 0
+    # Without landed_on (a full run) the whole source.
+    _, changes, _, day_only = snapshot_job._read_changes(spark, "clients", None, None, None)
     assert not day_only and changes.count() == 5
-    # Without the state of D-1 the run falls back to a full rebuild, which reads every landed row.
+    # Without the state of D-1 the run falls back to a full rebuild, which reads every landed row,
+    # on a day with rows and on one without.
     snapshot(spark, "clients", "2024-01-01")
     result = snapshot(spark, "clients", "2024-01-03")
     assert result.mode == "full" and result.rows_read == 5, result.notes
     assert names_by_key(spark, "2024-01-03") == {1: ("b", 3), 2: ("c", 4), 3: ("d", 5)}
+    result = snapshot(spark, "clients", "2024-01-06")
+    assert result.mode == "full" and result.rows_read == 5, result.notes
+    assert names_by_key(spark, "2024-01-06") == {1: ("b", 3), 2: ("c", 4), 3: ("d", 5)}
 
 
 # --- conflicts -----------------------------------------------------------------------------
