@@ -594,11 +594,8 @@ def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] 
 def _latest_load_folder(spark, source: str) -> str | None:
     """The load_date=YYYY-MM-DD folder of the source with the latest date (one listing of the
     source's top level), None when it has none."""
-    fs, hpath = storage._fs(spark, source)
-    if not fs.getFileStatus(hpath).isDirectory():
-        return None
-    days = [status.getPath().getName() for status in fs.listStatus(hpath) if status.isDirectory()]
-    days = sorted(name for name in days if re.fullmatch(r"load_date=\d{4}-\d{2}-\d{2}", name))
+    days = [name for name in storage.subfolder_names(spark, source)
+            if re.fullmatch(r"load_date=\d{4}-\d{2}-\d{2}", name)]
     return f"{source.rstrip('/')}/{days[-1]}" if days else None
 
 

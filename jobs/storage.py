@@ -57,6 +57,14 @@ def delete_path(spark, path: str) -> None:
         fs.delete(hpath, True)
 
 
+def subfolder_names(spark, path: str) -> list[str]:
+    """Names of the folders directly in `path` (one listing call), [] when it is not a folder."""
+    fs, hpath = _fs(spark, path)
+    if not fs.exists(hpath) or not fs.getFileStatus(hpath).isDirectory():
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(hpath) if status.isDirectory())
+
+
 def list_partitions(spark, table: Table, root: str | None = None) -> list[str]:
     """Partition values of a table that are published (have a _SUCCESS marker), sorted."""
     fs, hpath = _fs(spark, table.path(root))
