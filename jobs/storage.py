@@ -58,26 +58,20 @@ def delete_path(spark, path: str) -> None:
 
 
 def subfolder_names(spark, path: str) -> list[str]:
-    """Names of the folders directly in `path` (one listing call), [] when it is not a folder."""
+    """Names of the folders directly in `path`, sorted (one listing call); [] when there is no
+    such folder (listing a file gives the file itself, which is not a folder)."""
     fs, hpath = _fs(spark, path)
-    if not fs.exists(hpath) or not fs.getFileStatus(hpath).isDirectory():
+    if not fs.exists(hpath):
         return []
     return sorted(status.getPath().getName() for status in fs.listStatus(hpath) if status.isDirectory())
 
 
 def list_partitions(spark, table: Table, root: str | None = None) -> list[str]:
     """Partition values of a table that are published (have a _SUCCESS marker), sorted."""
-    fs, hpath = _fs(spark, table.path(root))
-    if not fs.exists(hpath):
-        return []
+    table_path = table.path(root)
     prefix = f"{table.partition}="
-    values = []
-    for status in fs.listStatus(hpath):
-        name = status.getPath().getName()
-        if status.isDirectory() and name.startswith(prefix):
-            if fs.exists(spark._jvm.org.apache.hadoop.fs.Path(status.getPath(), "_SUCCESS")):
-                values.append(name[len(prefix):])
-    return sorted(values)
+    return [name[len(prefix):] for name in subfolder_names(spark, table_path)
+            if name.startswith(prefix) and path_exists(spark, f"{table_path}/{name}/_SUCCESS")]
 
 
 def publish_partition(df, table: Table, value: str, root: str | None = None, run_id: str | None = None,
