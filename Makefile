@@ -5,12 +5,14 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The Spark driver JVM's class-data-sharing archive (`ostap jvm-archive`, jobs/jvm_archive.py).
+JVM_ARCHIVE := $(VENV)/share/ostap/spark-driver.jsa
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: demo test install lint constraints clean airflow services redis-server
 
-install: $(STAMP)
+install: $(STAMP) $(JVM_ARCHIVE)
 
 $(STAMP): constraints.txt setup.cfg pyproject.toml
 	@command -v java >/dev/null || { echo "Java 17 is needed by Spark: apt-get install -y openjdk-17-jre-headless"; exit 1; }
@@ -18,6 +20,12 @@ $(STAMP): constraints.txt setup.cfg pyproject.toml
 	$(BIN)/pip install -q --upgrade "pip>=24" "setuptools>=68" wheel
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
+
+# Made by a real training run after each (re)install, as it is tied to the JVM and the jars. Jobs
+# run without it (only slower to start), so a failure here warns instead of stopping the install.
+$(JVM_ARCHIVE): $(STAMP)
+	$(BIN)/ostap jvm-archive --out $(JVM_ARCHIVE) \
+	  || echo "warning: no JVM class archive; Spark drivers start without it (rerun: $(BIN)/ostap jvm-archive)"
 
 # Debian's Redis server for the serving layer (ostap serve, its tests and benchmark); the
 # tests and the demo start their own instance on a free loopback port.
@@ -29,14 +37,14 @@ redis-server:
 	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server; } \
 	  || { echo "could not install redis-server: run apt-get install redis-server as root"; exit 1; }
 
-demo: $(STAMP) services
+demo: install services
 	$(BIN)/ostap demo
 
-test: $(STAMP) services
+test: install services
 	$(BIN)/python -m pytest -q
 
 # The Airflow UI with the project's DAGs (standalone, SQLite, LocalExecutor).
-airflow: $(STAMP)
+airflow: install
 	$(BIN)/python -m jobs.airflow_local
 
 lint: $(STAMP)

@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "query": "jobs.query",
     "ddl": "jobs.ddl",
     "serve": "jobs.serve",
+    "jvm-archive": "jobs.jvm_archive",
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined
 
-from jobs.spark import DRIVER_JAVA_OPTIONS
+from jobs.spark import driver_java_options
 
 REPO = Path(__file__).resolve().parent.parent  # the repository root
 SPARK_APP = str(REPO / "bin" / "spark_app.py")
@@ -56,7 +56,7 @@ def spark_job(task_id: str, *cli_args: str, outlets=None, **kwargs):
         name=f"ostap-{task_id}",
         driver_memory=os.environ.get("OSTAP_DRIVER_MEMORY", "3g"),
         # The driver starts before the job's own session settings apply: its JVM options go here.
-        conf={"spark.sql.session.timeZone": "UTC", "spark.driver.extraJavaOptions": DRIVER_JAVA_OPTIONS},
+        conf={"spark.sql.session.timeZone": "UTC", "spark.driver.extraJavaOptions": driver_java_options()},
         outlets=outlets or [],
         **kwargs,
     )

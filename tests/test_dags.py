@@ -75,6 +75,7 @@ def rendered_spark_submit_commands(dagbag, ds: str) -> str:
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     from jobs.airflow_local import REPO
+    from jobs.spark import jvm_archive_path
 
     lines = []
     for dag_id in sorted(dagbag.dag_ids):
@@ -84,7 +85,9 @@ def rendered_spark_submit_commands(dagbag, ds: str) -> str:
                 continue
             task.render_template_fields({"ds": ds, "params": dag.params.dump()})
             cmd = task._get_hook()._build_spark_submit_command(task.application)
-            line = " ".join(cmd).replace(str(REPO), "<repo>").replace(sys.executable, "<python>")
+            # The class archive lives in the install (jobs.spark.jvm_archive_path), wherever that is.
+            line = (" ".join(cmd).replace(str(jvm_archive_path()), "<jvm-archive>").replace(str(REPO), "<repo>")
+                    .replace(sys.executable, "<python>"))
             lines.append(f"{dag_id}.{task.task_id}: {line}")
     return "\n".join(lines) + "\n"
 

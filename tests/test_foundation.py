@@ -11,6 +11,7 @@ import pytest
 from jobs import config, storage, tables
 from jobs.cli import COMMANDS, build_parser
 from jobs.ddl import render
+from jobs.spark import DRIVER_JAVA_OPTIONS, driver_java_options, jvm_archive_path, session_conf
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -79,6 +80,50 @@ def test_live_driver_runs_the_throughput_collector(spark):
     collectors = {beans.get(i).getName() for i in range(beans.size())}
     assert collectors == {"PS Scavenge", "PS MarkSweep"}, collectors
     assert jvm.java.lang.System.getProperty("user.timezone") == "UTC"
+    # ... and so must the class-data-sharing archive `make install` made (jobs/jvm_archive.py).
+    arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
+    assert f"-XX:SharedArchiveFile={jvm_archive_path()}" in arguments, arguments
+
+
+def test_a_fresh_driver_loads_spark_from_the_install_time_class_archive(tmp_path):
+    """The archive is made at install and a new driver JVM really maps it: Spark's classes come
+    from its "top" layer, not from the jars (the JVM logs each class's source)."""
+    archive = jvm_archive_path()
+    assert archive.is_file(), f"no class archive at {archive}: `make install` makes it (`ostap jvm-archive`)"
+    assert driver_java_options().endswith(f" -XX:SharedArchiveFile={archive}")
+    log = tmp_path / "class-load.log"
+    code = ("import sys; from jobs.spark import driver_java_options, get_spark\n"
+            "spark = get_spark('ostap-archive-check', master='local[1]', conf={'spark.ui.enabled': 'false', "
+            "'spark.driver.extraJavaOptions': driver_java_options() + ' -Xlog:class+load=info:file=' + sys.argv[1]})\n"
+            "assert spark.range(5).selectExpr('sum(id) AS s').first().s == 10\n"
+            "spark.stop()\n")
+    subprocess.run([sys.executable, "-c", code, str(log)], check=True, cwd=REPO, timeout=300)
+    sources = {}
+    for line in log.read_text().splitlines():
+        if " source: " in line:
+            name, source = line.split("] ", 1)[-1].split(" source: ", 1)
+            sources[name] = source
+    archived = "shared objects file (top)"
+    # Spark's own classes, from its jars or the archive (classes made at run time, lambdas and
+    # generated code, are never archived: their source names the class that made them).
+    spark_classes = {name: source for name, source in sources.items()
+                     if name.startswith("org.apache.spark.") and (source == archived or source.endswith(".jar"))}
+    assert len(spark_classes) > 1000, len(spark_classes)
+    from_archive = [name for name, source in spark_classes.items() if source == archived]
+    # A few are loaded by this query and not by the training run (spark.range): those come from the jars.
+    assert len(from_archive) > 0.95 * len(spark_classes), (len(from_archive), len(spark_classes))
+    assert "org.apache.spark.SparkContext" in from_archive
+
+
+def test_a_missing_class_archive_is_not_named(tmp_path, monkeypatch):
+    # A JVM given a missing archive turns class sharing off altogether (the JDK's default one too).
+    monkeypatch.setenv("OSTAP_JVM_ARCHIVE", str(tmp_path / "none.jsa"))
+    assert driver_java_options() == DRIVER_JAVA_OPTIONS
+    assert session_conf()["spark.driver.extraJavaOptions"] == DRIVER_JAVA_OPTIONS
+    (tmp_path / "with space").mkdir()
+    monkeypatch.setenv("OSTAP_JVM_ARCHIVE", str(tmp_path / "with space" / "a.jsa"))
+    (tmp_path / "with space" / "a.jsa").write_bytes(b"")
+    assert driver_java_options() == f"{DRIVER_JAVA_OPTIONS} -XX:SharedArchiveFile='{tmp_path}/with space/a.jsa'"
 
 
 def test_help_lists_every_command():
