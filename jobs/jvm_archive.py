@@ -17,7 +17,9 @@ bench/jvm_archive.py measures the gain.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -54,8 +56,12 @@ def run(args) -> int:
     return 0
 
 
-def make_archive(out: Path) -> int:
-    """Write the archive to `out` (atomically: a reader sees the old file or the new one); return its size."""
+def make_archive(out: Path, timeout_s: float = TRAINING_TIMEOUT_S) -> int:
+    """Write the archive to `out` (atomically: a reader sees the old file or the new one); return its size.
+
+    The training run gets `timeout_s`; past that (or on Ctrl-C) it is killed with its driver JVM
+    (its own process group), and no partial file is left.
+    """
     from jobs.generate import generate_demo
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,16 +74,40 @@ def make_archive(out: Path) -> int:
                "GX_ANALYTICS_ENABLED": "false"}
         env.pop("OSTAP_JVM_ARCHIVE", None)  # the training JVM must not map an archive: it dumps one
         log_path = Path(work) / "training.log"
-        with open(log_path, "w") as log:
-            done = subprocess.run([sys.executable, "-c", _TRAINING_RUN, str(partial)], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT, timeout=TRAINING_TIMEOUT_S, check=False)
-        if done.returncode != 0 or not partial.is_file():
+        try:
+            with open(log_path, "w") as log:
+                returncode = _run_training(partial, env, log, timeout_s)
+        except BaseException:
             partial.unlink(missing_ok=True)
+            raise
+        if returncode != 0 or not partial.is_file():
+            partial.unlink(missing_ok=True)
+            what = f"took over {timeout_s:g} s and was stopped" if returncode is None else f"failed (exit {returncode})"
             tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-            raise OstapError(f"jvm-archive: the training run failed (exit {done.returncode}); "
-                             f"its last lines:\n{tail}")
+            raise OstapError(f"jvm-archive: the training run {what}; its last lines:\n{tail}")
     os.replace(partial, out)
     return out.stat().st_size
+
+
+def _run_training(partial: Path, env: dict, log, timeout_s: float) -> int | None:
+    """The training run's exit code, None when it ran out of time.
+
+    It runs in a process group of its own, its driver JVM included (PySpark starts that as a
+    child), so that a timeout or an interrupt stops both: a JVM left behind would hold gigabytes
+    and finish writing the archive after this command gave up on it.
+    """
+    training = subprocess.Popen([sys.executable, "-c", _TRAINING_RUN, str(partial)], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return training.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        if training.returncode != 0:
+            # A run that failed by itself may leave its JVM exiting (and dumping) behind it.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(training.pid, signal.SIGKILL)
+            training.wait()
 
 
 # Runs in a fresh interpreter so that its driver JVM starts with -XX:ArchiveClassesAtExit. The JVM

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -124,6 +126,51 @@ def test_a_missing_class_archive_is_not_named(tmp_path, monkeypatch):
     monkeypatch.setenv("OSTAP_JVM_ARCHIVE", str(tmp_path / "with space" / "a.jsa"))
     (tmp_path / "with space" / "a.jsa").write_bytes(b"")
     assert driver_java_options() == f"{DRIVER_JAVA_OPTIONS} -XX:SharedArchiveFile='{tmp_path}/with space/a.jsa'"
+
+
+def _processes_naming(text: str) -> dict[int, str]:
+    """pid -> command line of the live processes whose command line contains `text`."""
+    found = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = next(line for line in (proc / "status").read_text().splitlines() if line.startswith("State:"))
+            except (OSError, StopIteration):
+                continue  # gone meanwhile
+            if text in cmdline and "zombie" not in state:
+                found[int(proc.name)] = cmdline
+    return found
+
+
+def test_a_class_archive_training_run_out_of_time_is_stopped_with_its_jvm(tmp_path):
+    """`ostap jvm-archive` past its time limit: a one-line error, its training run and that run's
+    driver JVM killed, and no archive or partial file left."""
+    from jobs.errors import OstapError
+    from jobs.jvm_archive import make_archive
+
+    out_dir = tmp_path / "archive"
+    seen: dict[int, str] = {}
+    done = threading.Event()
+
+    def watch():  # the training run's processes name the partial archive in their command lines
+        while not done.is_set():
+            seen.update(_processes_naming(str(out_dir)))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(OstapError, match=r"training run took over 15 s and was stopped"):
+            make_archive(out_dir / "a.jsa", timeout_s=15)
+    finally:
+        done.set()
+        watcher.join()
+    # The kill was exercised on a real driver JVM (PySpark starts java as the run's child) ...
+    assert any("java" in cmd and "-XX:ArchiveClassesAtExit=" in cmd for cmd in seen.values()), seen
+    # ... and nothing of the run is left: no process, no file.
+    assert _processes_naming(str(out_dir)) == {}
+    assert list(out_dir.iterdir()) == []
 
 
 def test_help_lists_every_command():
