@@ -7,6 +7,12 @@ changes are complete: the timetable is a data-interval cron, so the run for `ds`
 incrementally from the previous day's state (falling back to a full rebuild when there is none),
 checks it with its Great Expectations suite and publishes `ods/<entity>/ds=<ds>` atomically.
 
+Each entity's task waits for its own task of the previous run (`depends_on_past`): day D is
+computed from the state day D-1 leaves, so in a backfill (whose runs overlap) it must not start
+before D-1 is rewritten, or it would build on the state of before the backfill, or fall back to a
+full rebuild. A failed day therefore holds the later days of that entity until it is cleared;
+other entities go on.
+
 `published` is the final task other DAGs can wait on.
 """
 
@@ -29,5 +35,6 @@ with DAG(
             f"snapshot_{entity}",
             "snapshot", "--entity", entity, "--ds", "{{ ds }}", "--incremental",
             outlets=[asset(f"ods.{entity}")],
+            depends_on_past=True,
         )
         snapshot >> published

@@ -67,6 +67,20 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
     return env
 
 
+def dag_runs(home: Path, dag_id: str) -> list[dict]:
+    """The runs of a DAG in the embedded Airflow's metadata database (SQLite, read only), oldest
+    first: {"logical_date": "YYYY-MM-DD ...", "state", "run_id"}; none before the first migrate."""
+    import sqlite3
+
+    database = Path(home) / "airflow.db"
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
+        rows = db.execute("select logical_date, state, run_id from dag_run where dag_id = ? "
+                          "order by logical_date", (dag_id,)).fetchall()
+    return [{"logical_date": str(logical), "state": state, "run_id": run_id} for logical, state, run_id in rows]
+
+
 def serving_redis(env: dict) -> str:
     """Point `env` at the Redis the serving step loads (OSTAP_REDIS_URL if set, else a private
     redis-server in `$AIRFLOW_HOME/redis`, started once and left running for `ostap serve`)."""

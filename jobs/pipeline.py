@@ -11,7 +11,9 @@ import datetime as dt
 import time
 
 from jobs import airflow_local, catalog, config, report
+from jobs.errors import OstapError
 
+SNAPSHOT_DAG = "ods_snapshot_daily"
 DAILY_DOWNSTREAM = ["scoring_targets_daily", "recommendations_daily"]
 
 
@@ -19,7 +21,7 @@ def plan(dates: list[str]) -> list[tuple[str, str]]:
     """(dag_id, ds) runs in the order they must happen."""
     runs = []
     for ds in dates:
-        runs.append(("ods_snapshot_daily", ds))
+        runs.append((SNAPSHOT_DAG, ds))
         runs.extend((dag_id, ds) for dag_id in DAILY_DOWNSTREAM)
         if dt.date.fromisoformat(ds).day == 1:
             runs.append(("sales_forecast_monthly", ds))
@@ -42,11 +44,30 @@ def run_dag(dag_id: str, ds: str, env: dict) -> float:
     return seconds
 
 
+def check_snapshot_chain(first_ds: str, env: dict) -> None:
+    """Fail at once when the run of ods_snapshot_daily just before `first_ds` did not succeed.
+
+    Its snapshot tasks depend on their previous run (depends_on_past), and `airflow dags test`
+    does not fail such a task: it waits for it forever ("No tasks to run. unrunnable tasks").
+    """
+    earlier = [r for r in airflow_local.dag_runs(env["AIRFLOW_HOME"], SNAPSHOT_DAG)
+               if r["logical_date"][:10] < first_ds]
+    if earlier and earlier[-1]["state"] != "success":
+        last = earlier[-1]
+        ds = last["logical_date"][:10]
+        raise OstapError(
+            f"{SNAPSHOT_DAG} {first_ds} would wait forever: each snapshot task waits for its own task of the "
+            f"run before (depends_on_past), and that run, {ds} ({last['run_id']}), is {last['state']} in "
+            f"{env['AIRFLOW_HOME']}. Run it to success (airflow dags test {SNAPSHOT_DAG} {ds}), mark it "
+            "success in the UI, or give this run its own OSTAP_AIRFLOW_HOME.")
+
+
 def run_dates(dates: list[str]) -> int:
     env = airflow_local.airflow_env()
     # A failed task fails the demo at once instead of waiting for retries.
     env["OSTAP_TASK_RETRIES"] = "0"
     airflow_local.migrate(env)
+    check_snapshot_chain(min(dates), env)
     redis_url = airflow_local.serving_redis(env)
     print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
           f"serving Redis {redis_url})", flush=True)

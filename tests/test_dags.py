@@ -51,6 +51,8 @@ def test_snapshot_dag_runs_entities_in_parallel(dagbag):
         task = dag.get_task(task_id)
         assert task.upstream_task_ids == set()
         assert task.downstream_task_ids == {"published"}
+        # Day D builds on D-1's state: an entity's days run in order (tests/test_e2e.py backfills them).
+        assert task.depends_on_past is True
 
 
 @pytest.mark.parametrize("dag_id,chain", [

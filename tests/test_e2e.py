@@ -3,6 +3,7 @@ publish, and the same job on a Spark standalone cluster. Slow; CI runs them."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from jobs import redis_local, serving, storage, tables
+from jobs import airflow_local, redis_local, serving, storage, tables
 
 pytestmark = pytest.mark.slow
 
@@ -137,50 +138,62 @@ BACKFILL_DATES = ["2024-05-30", "2024-05-31", "2024-06-01"]
 
 def _dag_run_states(home, dag_id: str) -> dict[str, str]:
     """ds -> state of the DAG's runs, read straight from the metadata database (SQLite)."""
-    import sqlite3
+    return {run["logical_date"][:10]: run["state"] for run in airflow_local.dag_runs(home, dag_id)}
 
-    with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
-        rows = db.execute("select logical_date, state from dag_run where dag_id = ?", (dag_id,)).fetchall()
-    return {str(logical)[:10]: state for logical, state in rows}
+
+def _airflow_for_backfill(generated, tmp_path, entities, dag_id: str):
+    """(warehouse, Airflow home, env): a warehouse with the generated raw/ of `entities`, and a fresh
+    embedded Airflow with `dag_id` unpaused, tasks not retried, and only backfills and manual runs
+    scheduled (no "latest interval" run appears when the DAG is unpaused)."""
+    root = tmp_path / "wh"
+    (root / "raw").mkdir(parents=True)
+    for entity in entities:
+        os.symlink(generated / "raw" / entity, root / "raw" / entity)
+    home = tmp_path / "airflow"
+    env = airflow_local.airflow_env(home=home, warehouse=str(root))
+    env["OSTAP_TASK_RETRIES"] = "0"
+    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
+    airflow_local.migrate(env)
+    airflow_local.airflow("dags", "reserialize", env=env, capture=True)
+    airflow_local.airflow("dags", "unpause", dag_id, env=env, capture=True)
+    return root, home, env
+
+
+def _create_backfill(env: dict, dag_id: str, days: list[str], *options: str) -> None:
+    """`airflow backfill create` over `days`, before the scheduler and api-server start: on SQLite,
+    a CLI write racing their start-up writes can fail with "database is locked" (seen once in
+    CI). The queued backfill runs wait for the scheduler either way."""
+    created = airflow_local.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", days[0],
+                                    "--to-date", days[-1], *options, env=env, capture=True, check=False)
+    assert created.returncode == 0, created.stderr
+
+
+def _run_backfill(home, env: dict, dag_id: str, days: list[str], timeout_s: float) -> dict[str, str]:
+    """Run the created backfill with a real scheduler (LocalExecutor) and api-server until every
+    run has finished; ds -> state of each run."""
+    with airflow_local.api_server(env), airflow_local.scheduler(env):
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = _dag_run_states(home, dag_id)
+            if len(states) == len(days) and all(s in ("success", "failed") for s in states.values()):
+                return states
+            assert time.monotonic() < deadline, f"backfill runs not finished: {states}"
+            time.sleep(5)
 
 
 def test_three_day_backfill_by_the_scheduler_equals_the_daily_runs(generated, tmp_path, monkeypatch, spark):
     """`airflow backfill create` over three dates, executed by a real scheduler (LocalExecutor),
     publishes three partitions per output, each equal to the job run directly for its date."""
-    from jobs import airflow_local, targets
+    from jobs import targets
     from jobs.snapshot import build_snapshot
 
-    root = tmp_path / "wh"
-    (root / "raw").mkdir(parents=True)
-    for entity in ("clients", "contracts", "applications"):
-        os.symlink(generated / "raw" / entity, root / "raw" / entity)
+    dag_id = "scoring_targets_daily"
+    root, home, env = _airflow_for_backfill(generated, tmp_path, ("clients", "contracts", "applications"), dag_id)
     for ds in BACKFILL_DATES:  # the inputs the DAG's sensor waits for
         for entity in ("clients", "contracts", "applications"):
             build_snapshot(spark, entity, ds, mode="full", root=str(root), validate=False)
-
-    home = tmp_path / "airflow"
-    env = airflow_local.airflow_env(home=home, warehouse=str(root))
-    env["OSTAP_TASK_RETRIES"] = "0"
-    # Only the backfill runs: no "latest interval" run appears when the DAG is unpaused.
-    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
-    airflow_local.migrate(env)
-    airflow_local.airflow("dags", "reserialize", env=env, capture=True)
-    dag_id = "scoring_targets_daily"
-    airflow_local.airflow("dags", "unpause", dag_id, env=env, capture=True)
-    # Created before the scheduler and api-server start: on SQLite, a CLI write racing their
-    # start-up writes can fail with "database is locked" (seen once in CI). The queued backfill
-    # runs wait for the scheduler either way.
-    created = airflow_local.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", BACKFILL_DATES[0],
-                                    "--to-date", BACKFILL_DATES[-1], env=env, capture=True, check=False)
-    assert created.returncode == 0, created.stderr
-    with airflow_local.api_server(env), airflow_local.scheduler(env):
-        deadline = time.monotonic() + 1500
-        while True:
-            states = _dag_run_states(home, dag_id)
-            if len(states) == len(BACKFILL_DATES) and all(s in ("success", "failed") for s in states.values()):
-                break
-            assert time.monotonic() < deadline, f"backfill runs not finished: {states}"
-            time.sleep(5)
+    _create_backfill(env, dag_id, BACKFILL_DATES)
+    states = _run_backfill(home, env, dag_id, BACKFILL_DATES, timeout_s=1500)
     assert states == dict.fromkeys(BACKFILL_DATES, "success"), f"see the task logs under {home / 'logs'}"
 
     monkeypatch.setenv("OSTAP_PII_KEY", env["OSTAP_PII_KEY"])  # the key the Spark tasks hashed with
@@ -193,3 +206,83 @@ def test_three_day_backfill_by_the_scheduler_equals_the_daily_runs(generated, tm
         for name, rows in backfilled.items():
             daily = sorted(storage.read_partition(spark, tables.TABLES[name], ds, root=str(root)).collect())
             assert len(rows) > 0 and rows == daily, f"{name} ds={ds}: backfill differs from the daily run"
+
+
+def _task_runs(home, dag_id: str, task_prefix: str) -> dict[str, dict[str, tuple]]:
+    """task_id -> ds -> (start, end) of the DAG's task instances, from the metadata database."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
+        rows = db.execute(
+            "select ti.task_id, dr.logical_date, ti.start_date, ti.end_date from task_instance ti "
+            "join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
+            "where ti.dag_id = ? and ti.task_id like ?", (dag_id, f"{task_prefix}%")).fetchall()
+    runs: dict[str, dict[str, tuple]] = {}
+    for task_id, logical, start, end in rows:
+        runs.setdefault(task_id, {})[str(logical)[:10]] = (start, end)
+    return runs
+
+
+def test_a_snapshot_backfill_runs_each_entitys_days_in_order_and_incrementally(generated, tmp_path, spark):
+    """`airflow backfill create` of ods_snapshot_daily lets its runs overlap, yet the scheduler holds
+    each entity's day until its previous day has succeeded (depends_on_past), so every day after
+    the first is computed incrementally from the state the backfill itself just wrote, and equals
+    a full rebuild."""
+    from jobs.snapshot import build_snapshot
+
+    days = BACKFILL_DATES[-2:]  # two days show the chain; each day is 11 Spark tasks on 2 slots
+    dag_id = "ods_snapshot_daily"
+    root, home, env = _airflow_for_backfill(generated, tmp_path, tables.ENTITIES, dag_id)
+    # Both runs may be active at once: only depends_on_past orders an entity's days. Airflow asks a
+    # DAG with depends_on_past for a reprocess behavior (README, Backfill).
+    _create_backfill(env, dag_id, days, "--max-active-runs", "2", "--reprocess-behavior", "completed")
+    # As the scheduler sees it before anything ran: the second day waits for the first, which waits for nothing.
+    run_ids = {run["logical_date"][:10]: run["run_id"] for run in airflow_local.dag_runs(home, dag_id)}
+    waits = {ds: airflow_local.airflow("tasks", "failed-deps", dag_id, "snapshot_clients", run_ids[ds], env=env,
+                                       capture=True).stdout for ds in days}
+    assert "Previous Dagrun State" not in waits[days[0]], waits[days[0]]
+    assert "Previous Dagrun State: depends_on_past is true" in waits[days[1]], waits[days[1]]
+
+    states = _run_backfill(home, env, dag_id, days, timeout_s=2400)
+    assert states == dict.fromkeys(days, "success"), f"see the task logs under {home / 'logs'}"
+
+    runs = _task_runs(home, dag_id, "snapshot_")
+    assert set(runs) == {f"snapshot_{e}" for e in tables.ENTITIES}
+    for task_id, by_day in runs.items():
+        assert sorted(by_day) == days, (task_id, by_day)
+        for before, after in itertools.pairwise(days):
+            assert by_day[after][0] >= by_day[before][1], f"{task_id} {after} started before {before} ended"
+
+    metrics = {(r.entity, ds): r.mode for ds in days
+               for r in storage.read_partition(spark, tables.TABLES["dq.job_metrics"], ds, root=str(root)).collect()
+               if r.job == "snapshot"}
+    # No state before the first day: a full rebuild; then each day from the one before.
+    assert metrics == {(e, ds): "full" if ds == days[0] else "incremental" for e in tables.ENTITIES for ds in days}
+
+    for entity in tables.ENTITIES:
+        ods = tables.TABLES[f"ods.{entity}"]
+        chained = sorted(storage.read_partition(spark, ods, days[-1], root=str(root)).collect())
+        build_snapshot(spark, entity, days[-1], mode="full", root=str(root), validate=False)
+        rebuilt = sorted(storage.read_partition(spark, ods, days[-1], root=str(root)).collect())
+        assert len(chained) > 0 and chained == rebuilt, f"ods.{entity} ds={days[-1]}: the backfill's chain != a full rebuild"
+
+
+def test_the_demo_fails_at_once_instead_of_waiting_on_an_unfinished_earlier_snapshot_run(generated, tmp_path):
+    """A snapshot task waits for its previous run (depends_on_past), and `airflow dags test` would
+    wait for it forever: the demo's runner names that run and stops before starting anything."""
+    home = tmp_path / "airflow"
+    env = airflow_local.airflow_env(home=home, warehouse=str(generated))
+    airflow_local.migrate(env)
+    airflow_local.airflow("dags", "reserialize", env=env, capture=True)
+    # A run of the day before that never ran (no scheduler): its snapshot tasks hold the next day.
+    airflow_local.airflow("dags", "trigger", "ods_snapshot_daily", "--logical-date", "2024-05-30T00:00:00+00:00",
+                          env=env, capture=True)
+    env["OSTAP_AIRFLOW_HOME"] = str(home)
+    # In a process of its own, with a time limit: without the check it would hang, not fail.
+    demo = subprocess.run([sys.executable, "-c", "from jobs import pipeline; pipeline.run_dates(['2024-05-31'])"],
+                          env=env, cwd=str(airflow_local.REPO), capture_output=True, text=True, timeout=600)
+    assert demo.returncode != 0
+    assert "ods_snapshot_daily 2024-05-31 would wait forever" in demo.stderr, demo.stderr[-2000:]
+    assert "2024-05-30" in demo.stderr and "is queued" in demo.stderr
+    # Nothing ran: the only run is the one the test made.
+    assert _dag_run_states(home, "ods_snapshot_daily") == {"2024-05-30": "queued"}
