@@ -67,17 +67,22 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
     return env
 
 
-def dag_runs(home: Path, dag_id: str) -> list[dict]:
-    """The runs of a DAG in the embedded Airflow's metadata database (SQLite, read only), oldest
-    first: {"logical_date": "YYYY-MM-DD ...", "state", "run_id"}; none before the first migrate."""
+def query_metadata(home: Path, sql: str, parameters: tuple = ()) -> list[tuple]:
+    """Rows of one read-only query of the embedded Airflow's metadata database (SQLite); none
+    before the first migrate. Read only, so that it never holds a write lock the scheduler waits on."""
     import sqlite3
 
     database = Path(home) / "airflow.db"
     if not database.exists():
         return []
     with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
-        rows = db.execute("select logical_date, state, run_id from dag_run where dag_id = ? "
-                          "order by logical_date", (dag_id,)).fetchall()
+        return db.execute(sql, parameters).fetchall()
+
+
+def dag_runs(home: Path, dag_id: str) -> list[dict]:
+    """The runs of a DAG, oldest first: {"logical_date": "YYYY-MM-DD ...", "state", "run_id"}."""
+    rows = query_metadata(home, "select logical_date, state, run_id from dag_run where dag_id = ? "
+                                "order by logical_date", (dag_id,))
     return [{"logical_date": str(logical), "state": state, "run_id": run_id} for logical, state, run_id in rows]
 
 

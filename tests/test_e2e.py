@@ -210,13 +210,10 @@ def test_three_day_backfill_by_the_scheduler_equals_the_daily_runs(generated, tm
 
 def _task_runs(home, dag_id: str, task_prefix: str) -> dict[str, dict[str, tuple]]:
     """task_id -> ds -> (start, end) of the DAG's task instances, from the metadata database."""
-    import sqlite3
-
-    with sqlite3.connect(f"file:{home / 'airflow.db'}?mode=ro", uri=True, timeout=30) as db:
-        rows = db.execute(
-            "select ti.task_id, dr.logical_date, ti.start_date, ti.end_date from task_instance ti "
-            "join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
-            "where ti.dag_id = ? and ti.task_id like ?", (dag_id, f"{task_prefix}%")).fetchall()
+    rows = airflow_local.query_metadata(
+        home, "select ti.task_id, dr.logical_date, ti.start_date, ti.end_date from task_instance ti "
+              "join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
+              "where ti.dag_id = ? and ti.task_id like ?", (dag_id, f"{task_prefix}%"))
     runs: dict[str, dict[str, tuple]] = {}
     for task_id, logical, start, end in rows:
         runs.setdefault(task_id, {})[str(logical)[:10]] = (start, end)
