@@ -5,12 +5,26 @@ directory renames through the Hadoop FileSystem API (atomic on HDFS and local di
 copy on object stores). A reader sees the previous partition, or (for a moment during the
 swap of a rerun) none, never a partial one. Staging and trash folders start with `_`, which
 Spark, DuckDB and pyarrow all skip when they discover partitions.
+
+Runs that publish the same partition at once (a CLI rerun beside the Airflow task, say) take
+turns: staging and swapping a partition happen under its publish lock (`publishing`), so that
+one run's clean-up of leftover staging folders never deletes another's work in progress, and
+the later run waits, then replaces the partition whole.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import time
 import uuid
 
+from jobs import config
+from jobs.errors import OstapError
 from jobs.tables import Table
 
 
@@ -74,6 +88,161 @@ def list_partitions(spark, table: Table, root: str | None = None) -> list[str]:
             if name.startswith(prefix) and path_exists(spark, f"{table_path}/{name}/_SUCCESS")]
 
 
+log = logging.getLogger(__name__)
+
+# How long a run waits for another run publishing the same partition, and the age at which a
+# lock whose holder cannot be checked (it ran on another host) is taken for one left by a
+# killed run. A lock covers one publish (the gate, the write, the swap), not a whole job.
+PUBLISH_LOCK_WAIT_S = float(os.environ.get("OSTAP_PUBLISH_LOCK_WAIT_S", 900))
+PUBLISH_LOCK_STALE_S = float(os.environ.get("OSTAP_PUBLISH_LOCK_STALE_S", 6 * 3600))
+
+
+class PartitionBusyError(OstapError):
+    """Another run kept publishing the same partition for longer than this run would wait."""
+
+
+def lock_path(table: Table, value: str, root: str | None = None) -> str:
+    return f"{table.path(root)}/_lock_{table.partition}={value}"
+
+
+@contextlib.contextmanager
+def publishing(spark, table: Table, value: str, root: str | None = None, run_id: str | None = None,
+               wait_s: float | None = None):
+    """Hold the publish lock of partition `value` of `table` for the block (stage, then swap).
+
+    The lock is a file created only if it does not exist (O_EXCL on local disk, HDFS's create
+    without overwrite): one run holds it at a time. A run that finds it taken waits, polling,
+    for up to `wait_s` (OSTAP_PUBLISH_LOCK_WAIT_S, default 15 min), then raises
+    PartitionBusyError naming the holder; nothing is written. A lock whose holder is gone (its
+    process no longer runs on this host, or it is older than OSTAP_PUBLISH_LOCK_STALE_S when
+    it ran elsewhere) was left by a killed run and is taken over.
+    """
+    run_id = run_id or uuid.uuid4().hex[:12]
+    wait_s = PUBLISH_LOCK_WAIT_S if wait_s is None else wait_s
+    path = lock_path(table, value, root)
+    me = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
+          "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    deadline = time.monotonic() + wait_s
+    pause = 0.2
+    waited = False
+    while not _create_exclusive(spark, path, json.dumps(me)):
+        holder = _read_lock(spark, path)
+        if holder is not None and _lock_is_stale(holder):
+            log.warning("%s %s=%s: taking over the publish lock of run %s (pid %s on %s since %s), which no "
+                        "longer runs", table.qualified, table.partition, value, holder.get("run_id"), holder.get("pid"),
+                        holder.get("host"), holder.get("since"))
+            _delete_lock_of(spark, path, holder)
+            continue
+        if time.monotonic() >= deadline:
+            who = (f"run {holder.get('run_id')} (pid {holder.get('pid')} on {holder.get('host')}, since "
+                   f"{holder.get('since')})") if holder else "another run"
+            raise PartitionBusyError(
+                f"{table.qualified} {table.partition}={value}: {who} is publishing this partition and still "
+                f"held its lock after {wait_s:g} s; nothing was written. Rerun once it has finished; if that "
+                f"run was killed on another host, delete {path}")
+        if not waited:
+            log.info("%s %s=%s: waiting for %s to finish publishing it", table.qualified, table.partition, value,
+                     f"run {holder.get('run_id')}" if holder else "another run")
+            waited = True
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+    try:
+        yield run_id
+    finally:
+        _delete_lock_of(spark, path, me)
+
+
+def _create_exclusive(spark, path: str, text: str) -> bool:
+    """Create the file with `text` unless it exists (atomically); False when it existed."""
+    if config.is_local(path):
+        local = config.local_path(path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return True
+    from py4j.protocol import Py4JJavaError
+
+    fs, hpath = _fs(spark, path)
+    try:
+        stream = fs.create(hpath, False)  # HDFS: fails if the file exists, atomically at the NameNode
+    except Py4JJavaError as exc:
+        if "FileAlreadyExistsException" in str(exc.java_exception.getClass().getName()):
+            return False
+        raise
+    try:
+        stream.write(bytearray(text.encode()))
+    finally:
+        stream.close()
+    return True
+
+
+def _read_lock(spark, path: str) -> dict | None:
+    """The holder recorded in a lock file (only its age while its holder is still writing it);
+    None when the lock is gone."""
+    if config.is_local(path):
+        try:
+            with open(config.local_path(path)) as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return None
+    else:
+        text = read_text(spark, path)
+        if text is None:
+            return None
+    try:
+        return json.loads(text)
+    except ValueError:  # a holder killed between creating the file and writing it, or writing now
+        since = _modified(spark, path)
+        return None if since is None else {"since": since}
+
+
+def _modified(spark, path: str) -> str | None:
+    """When the file was last written (None when it is gone)."""
+    if config.is_local(path):
+        try:
+            seconds = os.path.getmtime(config.local_path(path))
+        except FileNotFoundError:
+            return None
+    else:
+        fs, hpath = _fs(spark, path)
+        if not fs.exists(hpath):
+            return None
+        seconds = fs.getFileStatus(hpath).getModificationTime() / 1000
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+
+
+def _lock_is_stale(holder: dict) -> bool:
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    since = holder.get("since")
+    if not since:
+        return False
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(since)
+    return age.total_seconds() > PUBLISH_LOCK_STALE_S
+
+
+def _delete_lock_of(spark, path: str, holder: dict) -> None:
+    """Delete the lock if `holder` still holds it (never one another run has taken since)."""
+    current = _read_lock(spark, path)
+    if current is None or any(current.get(k) != holder.get(k) for k in ("run_id", "host", "pid", "since")):
+        return
+    if config.is_local(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config.local_path(path))
+    else:
+        delete_path(spark, path)
+
+
 def publish_partition(df, table: Table, value: str, root: str | None = None, run_id: str | None = None,
                       validate: bool = True, sidecar: dict[str, str] | None = None) -> str:
     """Check `df` against the table's data-quality suite, then write it (without the partition
@@ -85,8 +254,9 @@ def publish_partition(df, table: Table, value: str, root: str | None = None, run
     Returns the final partition path.
     """
     run_id = run_id or uuid.uuid4().hex[:12]
-    staging = stage_partition(df, table, value, root=root, run_id=run_id, validate=validate, sidecar=sidecar)
-    return swap_in(df.sparkSession, table, value, staging, root=root, run_id=run_id)
+    with publishing(df.sparkSession, table, value, root=root, run_id=run_id):
+        staging = stage_partition(df, table, value, root=root, run_id=run_id, validate=validate, sidecar=sidecar)
+        return swap_in(df.sparkSession, table, value, staging, root=root, run_id=run_id)
 
 
 def stage_partition(df, table: Table, value: str, root: str | None = None, run_id: str | None = None,
@@ -95,7 +265,7 @@ def stage_partition(df, table: Table, value: str, root: str | None = None, run_i
     never see (its name starts with `_`); return that folder for swap_in or discard_staged.
 
     A job that publishes two partitions can stage both and swap them in only when both are
-    written.
+    written; it holds both partitions' `publishing` locks meanwhile.
     """
     spark = df.sparkSession
     run_id = run_id or uuid.uuid4().hex[:12]
@@ -157,7 +327,8 @@ def swap_in(spark, table: Table, value: str, staging: str, root: str | None = No
 def _remove_leftovers(spark, table: Table, value: str, root: str | None) -> None:
     """Delete staging and trash folders of this partition left by runs that were killed.
 
-    Readers never see them (their names start with `_`), but they would pile up.
+    Readers never see them (their names start with `_`), but they would pile up. Called under
+    the partition's publish lock: no other run is staging this partition now.
     """
     fs, table_path = _fs(spark, table.path(root))
     prefixes = (f"_staging_{table.partition}={value}.", f"_trash_{table.partition}={value}.")

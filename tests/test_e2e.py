@@ -90,6 +90,8 @@ def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_pat
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
     proc.wait()
+    lock = table_dir / f"_lock_ds={DEMO_DS}"
+    assert str(proc.pid) in lock.read_text()  # left by the killed run; the rerun takes it over
     # Readers still see the previous partition, whole.
     assert sorted(p.name for p in published.iterdir()) == before
     import duckdb
@@ -102,7 +104,36 @@ def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_pat
     rerun = _ostap(*args, env=env)
     assert rerun.returncode == 0, rerun.stderr
     assert pq.read_table(published).num_rows == n
-    assert not any(p.name.startswith("_staging_") for p in table_dir.iterdir())
+    assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
+
+
+def test_two_runs_of_one_snapshot_at_once_both_succeed_and_publish_it_whole(generated, tmp_path):
+    """A CLI rerun started while the Airflow task still runs: the later publish waits for the
+    earlier one's swap (without the lock, one run's clean-up deleted the other's staging and it
+    failed), and the partitions end whole and equal to a lone run's."""
+    env = dict(os.environ, OSTAP_WAREHOUSE=str(tmp_path / "wh"), OSTAP_SPARK_LOG_LEVEL="ERROR")
+    raw = tmp_path / "wh" / "raw"
+    raw.mkdir(parents=True)
+    os.symlink(generated / "raw" / "clients", raw / "clients")
+    args = ("snapshot", "--entity", "clients", "--ds", DEMO_DS, "--full", "--master", "local[1]")
+    runs = [subprocess.Popen([sys.executable, "-m", "jobs", *args], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outcomes = [(run.wait(timeout=900), run.stderr.read()) for run in runs]
+    for code, err in outcomes:
+        assert code == 0, err[-3000:]
+    import pyarrow.parquet as pq
+
+    published = {zone: pq.read_table(tmp_path / "wh" / zone / "clients" / f"ds={DEMO_DS}").to_pylist()
+                 for zone in ("ods", "state")}
+    for zone in ("ods", "state"):
+        table_dir = tmp_path / "wh" / zone / "clients"
+        assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
+    alone = _ostap(*args, env=env)
+    assert alone.returncode == 0, alone.stderr
+    key = lambda row: sorted(row.items())  # noqa: E731
+    for zone in ("ods", "state"):
+        again = pq.read_table(tmp_path / "wh" / zone / "clients" / f"ds={DEMO_DS}").to_pylist()
+        assert sorted(map(key, again)) == sorted(map(key, published[zone])) and again
 
 
 def test_snapshot_on_a_standalone_cluster_equals_local_mode(generated, tmp_path, spark):

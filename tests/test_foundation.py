@@ -199,6 +199,83 @@ def test_publish_is_a_staged_swap(spark, warehouse):
     assert spark.read.parquet(t.path()).count() == 1
 
 
+def _lock_table():
+    return tables.Table("demo_lock", "marts", ("id",), "id bigint, v string")
+
+
+def _rows(spark, t, *rows):
+    return spark.createDataFrame(list(rows), t.spark_schema())
+
+
+def test_a_run_waits_for_another_publishing_the_same_partition_then_replaces_it(spark, warehouse):
+    t = _lock_table()
+    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", validate=False)
+    held, released = threading.Event(), []
+
+    def another_run():
+        with storage.publishing(spark, t, "2024-01-01", run_id="other"):
+            held.set()
+            time.sleep(2)
+            released.append(time.monotonic())
+
+    holder = threading.Thread(target=another_run)
+    holder.start()
+    assert held.wait(30)
+    lock = Path(storage.lock_path(t, "2024-01-01"))
+    assert '"run_id": "other"' in lock.read_text()
+    storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", validate=False)
+    published = time.monotonic()
+    holder.join()
+    assert released and published > released[0]  # it waited for the other run's publish to end
+    assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01").collect()] == [(2, "second")]
+    assert not lock.exists()
+    assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
+
+
+def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse, monkeypatch):
+    t = _lock_table()
+    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", validate=False)
+    monkeypatch.setattr(storage, "PUBLISH_LOCK_WAIT_S", 1.0)
+    with storage.publishing(spark, t, "2024-01-01", run_id="slowrun"):
+        with pytest.raises(storage.PartitionBusyError) as busy:
+            storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", validate=False)
+    message = str(busy.value)
+    assert "marts.demo_lock ds=2024-01-01" in message and "run slowrun" in message
+    assert "nothing was written" in message
+    assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01").collect()] == [(1, "first")]
+    assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
+
+
+def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, monkeypatch):
+    import datetime as dt
+    import json
+    import socket
+
+    t = _lock_table()
+    lock = Path(storage.lock_path(t, "2024-01-01"))
+    lock.parent.mkdir(parents=True)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(gone.stdout)
+    now = dt.datetime.now(dt.UTC)
+    monkeypatch.setattr(storage, "PUBLISH_LOCK_WAIT_S", 1.0)
+    holders = [
+        ({"run_id": "killed", "host": socket.gethostname(), "pid": dead_pid, "since": now.isoformat()}, True),
+        ({"run_id": "remote", "host": "elsewhere", "pid": 1, "since": (now - dt.timedelta(hours=7)).isoformat()}, True),
+        ({"run_id": "remote", "host": "elsewhere", "pid": 1, "since": now.isoformat()}, False),
+    ]
+    for value, (holder, stale) in enumerate(holders):
+        lock.write_text(json.dumps(holder))
+        frame = _rows(spark, t, (value, holder["run_id"]))
+        if stale:
+            storage.publish_partition(frame, t, "2024-01-01", validate=False)
+            assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01").collect()] == [tuple(frame.first())]
+            assert not lock.exists()
+        else:  # a live run elsewhere, as far as this host can tell
+            with pytest.raises(storage.PartitionBusyError, match="run remote .*on elsewhere"):
+                storage.publish_partition(frame, t, "2024-01-01", validate=False)
+            assert json.loads(lock.read_text()) == holder
+
+
 def test_append_records_keeps_earlier_records(spark, warehouse):
     t = tables.TABLES["dq.rejects"]
     storage.append_records(spark, t, [{"entity": "x", "reason": "r1", "row_json": "{}", "run_id": "a"}], "2024-01-01")
