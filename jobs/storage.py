@@ -170,7 +170,7 @@ def _create_exclusive(spark, path: str, text: str) -> bool:
     try:
         stream = fs.create(hpath, False)  # HDFS: fails if the file exists, atomically at the NameNode
     except Py4JJavaError as exc:
-        if "FileAlreadyExistsException" in str(exc.java_exception.getClass().getName()):
+        if _java_error_is(exc, "FileAlreadyExistsException"):
             return False
         raise
     try:
@@ -190,7 +190,7 @@ def _read_lock(spark, path: str) -> dict | None:
         except FileNotFoundError:
             return None
     else:
-        text = read_text(spark, path)
+        text = _unless_gone(lambda: read_text(spark, path))
         if text is None:
             return None
     try:
@@ -209,10 +209,29 @@ def _modified(spark, path: str) -> str | None:
             return None
     else:
         fs, hpath = _fs(spark, path)
-        if not fs.exists(hpath):
+        millis = _unless_gone(lambda: fs.getFileStatus(hpath).getModificationTime())
+        if millis is None:
             return None
-        seconds = fs.getFileStatus(hpath).getModificationTime() / 1000
+        seconds = millis / 1000
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+
+
+def _java_error_is(exc, simple_name: str) -> bool:
+    return exc.java_exception.getClass().getSimpleName() == simple_name
+
+
+def _unless_gone(read):
+    """read() of a lock file through the Hadoop file system; None when the file is not there,
+    also when its holder released it between an exists() and the open (a waiter polls while
+    the holder deletes)."""
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        return read()
+    except Py4JJavaError as exc:
+        if _java_error_is(exc, "FileNotFoundException"):
+            return None
+        raise
 
 
 def _lock_is_stale(holder: dict) -> bool:
