@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
@@ -59,6 +60,12 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None) 
         # Dynamic overwrite replaces only the partitions a job writes.
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
         "spark.sql.parquet.compression.codec": "snappy",
+        # Parquet builds a column's dictionary until it outgrows this, then writes the column
+        # plain: at the default 1 MB, near-unique columns (keys, timestamps, ods_seq, phones)
+        # build a dictionary for nothing. At 64 KB they fall back early, while columns with
+        # few values (region, status) keep theirs. Rewriting the 1M-row clients snapshot
+        # took 1.8 s against 2.35 s (medians of 5 rotated rounds), files 7% larger.
+        "spark.hadoop.parquet.dictionary.page.size": str(64 * 1024),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.extraJavaOptions": driver_java_options(),
@@ -90,6 +97,22 @@ def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(os.environ.get("OSTAP_SPARK_LOG_LEVEL", "WARN"))
     return spark
+
+
+@contextlib.contextmanager
+def session_settings(spark, settings: dict[str, str]):
+    """Set SQL settings of the session for the block, then put the previous values back."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
 
 
 def _launched_by_spark_submit() -> bool:

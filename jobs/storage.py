@@ -279,12 +279,14 @@ def publish_partition(df, table: Table, value: str, root: str | None = None, run
 
 
 def stage_partition(df, table: Table, value: str, root: str | None = None, run_id: str | None = None,
-                    validate: bool = True, sidecar: dict[str, str] | None = None) -> str:
+                    validate: bool = True, sidecar: dict[str, str] | None = None,
+                    options: dict[str, str] | None = None) -> str:
     """The first half of publish_partition: gate and write `df` into a staging folder readers
     never see (its name starts with `_`); return that folder for swap_in or discard_staged.
 
     A job that publishes two partitions can stage both and swap them in only when both are
-    written; it holds both partitions' `publishing` locks meanwhile.
+    written; it holds both partitions' `publishing` locks meanwhile. `options` go to the
+    Parquet writer (maxRecordsPerFile, say).
     """
     spark = df.sparkSession
     run_id = run_id or uuid.uuid4().hex[:12]
@@ -295,7 +297,7 @@ def stage_partition(df, table: Table, value: str, root: str | None = None, run_i
     staging = staging_path(table, value, root, run_id)
     columns = [c for c in df.columns if c != table.partition]
     try:
-        df.select(*columns).write.mode("overwrite").parquet(staging)
+        df.select(*columns).write.mode("overwrite").options(**(options or {})).parquet(staging)
     finally:
         # The gate cached df so that validation and this write compute it once.
         df.unpersist()

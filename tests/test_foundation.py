@@ -70,6 +70,34 @@ def test_session_defaults_and_conf_override():
     assert conf["spark.sql.shuffle.partitions"] == "3"
 
 
+def test_session_settings_are_put_back_after_the_block(spark):
+    from jobs.spark import session_settings
+
+    set_key, unset_key = "spark.sql.files.openCostInBytes", "spark.ostap.test.unset"
+    before = spark.conf.get(set_key)
+    with pytest.raises(RuntimeError, match="inside"):
+        with session_settings(spark, {set_key: "65536", unset_key: "1"}):
+            assert (spark.conf.get(set_key), spark.conf.get(unset_key)) == ("65536", "1")
+            raise RuntimeError("a failure inside the block")
+    assert spark.conf.get(set_key) == before
+    assert spark.conf.get(unset_key, None) is None
+
+
+def test_parquet_writes_give_up_dictionaries_that_grow_past_64_kb(spark, tmp_path):
+    """jobs.spark's dictionary page limit reaches the Parquet writer: a column of many values falls
+    back to plain encoding once its dictionary passes 64 KB (at the 1 MB default it would keep
+    its ~220 KB dictionary: each value repeats 4 times), a column of few values keeps its own."""
+    import pyarrow.parquet as pq
+
+    spark.range(20_000).selectExpr("sha1(cast(id % 5000 AS string)) AS many_values",
+                                   "concat('region_', id % 7) AS region").coalesce(1).write.parquet(str(tmp_path / "t"))
+    (path,) = (tmp_path / "t").glob("*.parquet")
+    chunk = pq.ParquetFile(path).metadata.row_group(0)
+    encodings = {chunk.column(i).path_in_schema: set(chunk.column(i).encodings) for i in range(chunk.num_columns)}
+    assert "PLAIN" in encodings["many_values"], encodings
+    assert "PLAIN" not in encodings["region"] and "PLAIN_DICTIONARY" in encodings["region"], encodings
+
+
 def test_live_session_is_utc(spark):
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.sql("select cast(timestamp'2024-01-01 00:00:00' as bigint) as s").first().s == 1704067200

@@ -11,6 +11,7 @@ import json
 import os
 import random
 
+import pyarrow.parquet as pq
 import pytest
 
 from jobs import snapshot as snapshot_job
@@ -439,6 +440,28 @@ def test_state_is_a_delta_on_the_last_whole_state_until_compaction(spark, wareho
     for ds in days:
         snapshot(spark, "clients", ds, mode="full")
         assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) == incremental[ds], ds
+
+
+def test_a_state_delta_is_written_in_files_small_enough_to_share_out(spark, warehouse, monkeypatch):
+    # A delta carries yesterday's delta rows of the keys left alone today: written as one file
+    # they would be read and rewritten by one task every day (jobs/snapshot.py, _stage_state).
+    monkeypatch.setattr(snapshot_job, "DELTA_FILE_ROWS", 3)
+    rows = [change(k, "2024-01-01 10:00:00", k, "I", name=f"c{k}") for k in range(1, 21)]
+    rows += [change(k, "2024-01-02 10:00:00", 100 + k, "U", name="day2") for k in range(1, 8)]
+    rows += [change(k, "2024-01-03 10:00:00", 200 + k, "U", name="day3") for k in range(10, 13)]
+    write_raw(spark, rows)
+    open_cost = spark.conf.get("spark.sql.files.openCostInBytes")
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    results = {ds: snapshot(spark, "clients", ds) for ds in days}
+    assert results["2024-01-03"].state_base == "2024-01-01"
+    folder = STATE.partition_path("2024-01-03")
+    per_file = [pq.ParquetFile(os.path.join(folder, name)).metadata.num_rows
+                for name in os.listdir(folder) if name.endswith(".parquet")]
+    assert sum(per_file) == 10 and max(per_file) <= 3, per_file  # 7 carried + 3 touched today
+    assert spark.conf.get("spark.sql.files.openCostInBytes") == open_cost  # put back after the write
+    incremental = snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)
+    snapshot(spark, "clients", "2024-01-03", mode="full")
+    assert (snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)) == incremental
 
 
 def test_untouched_keys_come_from_the_state_when_ods_was_written_by_another_run(spark, warehouse):
