@@ -173,17 +173,61 @@ class _Spec:
         return ["ods_type"] + [c for c in self.payload if c not in self.keys]
 
 
-def build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, keys: tuple[str, ...] | None = None,
-                   mode: str = "auto", on_conflict: str = "fail",
-                   max_reject_share: float = DEFAULT_MAX_REJECT_SHARE, root: str | None = None,
-                   run_id: str | None = None, validate: bool = True,
-                   state_compaction: float = DEFAULT_STATE_COMPACTION) -> SnapshotResult:
+def build_snapshot(spark, entity: str, ds: str, **options) -> SnapshotResult:
     """Publish ods.<entity> and state.<entity> partition `ds`; return the run's figures.
 
-    `validate=False` skips the Great Expectations gate of the ods publish (tests of the dedup
-    semantics only; the job always validates). When the run fails, the figures appended to
-    dq.job_metrics are those it computed, although nothing was published.
+    Options: source, keys, mode (auto | full | incremental), on_conflict, max_reject_share, root,
+    run_id, validate, state_compaction (see _build_snapshot). `validate=False` skips the Great
+    Expectations gate of the ods publish (tests of the dedup semantics only; the job always
+    validates). When the run fails, the figures appended to dq.job_metrics are those it
+    computed, although nothing was published.
+
+    An incremental run reads ods and state of the day before. When that day is republished
+    while the run reads it (a rerun or a backfill of D-1 beside the run of D), the files the run
+    listed are gone: it then waits for that publish to finish and runs once more, on the new
+    partitions, rather than fail on a missing file.
     """
+    try:
+        return _build_snapshot(spark, entity, ds, **options)
+    except Exception as exc:
+        if not _input_file_vanished(exc):
+            raise
+        previous = str(_parse_ds(ds) - dt.timedelta(days=1))
+        note = (f"an input file of {entity} vanished while the run read it (ds={previous} republished meanwhile?); "
+                f"ran again once the publish of ds={previous} was over")
+        log.warning("snapshot %s ds=%s: %s", entity, ds, note)
+        for zone in ("ods", "state"):
+            # Only the publish lock's path matters here: wait while another run holds it.
+            table = tables.TABLES.get(f"{zone}.{entity}") or tables.Table(entity, zone, (), "")
+            with storage.publishing(spark, table, previous, options.get("root")):
+                pass
+    result = _build_snapshot(spark, entity, ds, **options)
+    result.notes.append(note)
+    return result
+
+
+def _input_file_vanished(exc: BaseException) -> bool:
+    """Whether a Spark action failed because a file it had listed was gone when read: a
+    java.io.FileNotFoundException (Spark's own subclass included) in the failure's cause chain."""
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # py4j | pyspark error
+    for _ in range(20):
+        if java is None:
+            return False
+        cls = java.getClass()
+        while cls is not None:
+            if cls.getName() == "java.io.FileNotFoundException":
+                return True
+            cls = cls.getSuperclass()
+        java = java.getCause()
+    return False
+
+
+def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, keys: tuple[str, ...] | None = None,
+                    mode: str = "auto", on_conflict: str = "fail",
+                    max_reject_share: float = DEFAULT_MAX_REJECT_SHARE, root: str | None = None,
+                    run_id: str | None = None, validate: bool = True,
+                    state_compaction: float = DEFAULT_STATE_COMPACTION) -> SnapshotResult:
+    """One attempt of build_snapshot."""
     started = time.monotonic()
     day = _parse_ds(ds)
     if on_conflict not in ("fail", "quarantine"):

@@ -518,6 +518,35 @@ def test_a_delta_whose_base_was_rerun_falls_back_to_a_full_rebuild(spark, wareho
     assert names_by_key(spark, "2024-01-03") == {1: ("b", 3), 2: ("c", 4)}
 
 
+def test_a_run_whose_previous_day_is_republished_meanwhile_runs_again_on_it(spark, warehouse, monkeypatch):
+    write_raw(spark, [change(k, "2024-01-01 10:00:00", k, "I", name=f"c{k}") for k in range(1, 6)]
+              + [change(1, "2024-01-02 10:00:00", 11, "U", name="day2"),
+                 change(2, "2024-01-03 10:00:00", 12, "U", name="day3")])
+    snapshot(spark, "clients", "2024-01-01")
+    snapshot(spark, "clients", "2024-01-02")
+    stage_partition, reruns = storage.stage_partition, []
+
+    def republish_day_2_first(df, table, value, *args, **kwargs):
+        # While the run of day 3 is about to write the snapshot it planned on ods(day 2), a
+        # rerun of day 2 (a backfill, say) swaps in new files for it: the listed ones are gone.
+        if table is ODS and value == "2024-01-03" and not reruns:
+            reruns.append(snapshot(spark, "clients", "2024-01-02", mode="full"))
+        return stage_partition(df, table, value, *args, **kwargs)
+
+    monkeypatch.setattr(storage, "stage_partition", republish_day_2_first)
+    result = snapshot(spark, "clients", "2024-01-03")
+    assert len(reruns) == 1 and any("ran again" in note for note in result.notes), result.notes
+    assert result.mode == "incremental" and result.live_keys == 5
+    monkeypatch.setattr(storage, "stage_partition", stage_partition)
+    incremental = snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)
+    assert {k: v[0] for k, v in names_by_key(spark, "2024-01-03").items()} == {
+        1: "day2", 2: "day3", 3: "c3", 4: "c4", 5: "c5"}
+    snapshot(spark, "clients", "2024-01-03", mode="full")
+    assert (snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)) == incremental
+    for table in (ODS, STATE):  # the first attempt left no staging folder behind
+        assert [n for n in os.listdir(table.path()) if n.startswith("_staging")] == [], table.qualified
+
+
 # --- command line --------------------------------------------------------------------------
 
 
