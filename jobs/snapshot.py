@@ -190,7 +190,7 @@ def build_snapshot(spark, entity: str, ds: str, **options) -> SnapshotResult:
     try:
         return _build_snapshot(spark, entity, ds, **options)
     except Exception as exc:
-        if not _input_file_vanished(exc):
+        if not storage.java_error_caused_by(exc, "java.io.FileNotFoundException"):
             raise
         previous = str(_parse_ds(ds) - dt.timedelta(days=1))
         note = (f"an input file of {entity} vanished while the run read it (ds={previous} republished meanwhile?); "
@@ -204,22 +204,6 @@ def build_snapshot(spark, entity: str, ds: str, **options) -> SnapshotResult:
     result = _build_snapshot(spark, entity, ds, **options)
     result.notes.append(note)
     return result
-
-
-def _input_file_vanished(exc: BaseException) -> bool:
-    """Whether a Spark action failed because a file it had listed was gone when read: a
-    java.io.FileNotFoundException (Spark's own subclass included) in the failure's cause chain."""
-    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)  # py4j | pyspark error
-    for _ in range(20):
-        if java is None:
-            return False
-        cls = java.getClass()
-        while cls is not None:
-            if cls.getName() == "java.io.FileNotFoundException":
-                return True
-            cls = cls.getSuperclass()
-        java = java.getCause()
-    return False
 
 
 def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, keys: tuple[str, ...] | None = None,
@@ -632,7 +616,7 @@ def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] 
         day_only = day_folder is not None
         # basePath keeps load_date a column, as when the whole source is read.
         df = (spark.read.option("basePath", source).parquet(day_folder) if day_only
-              else _read_parquet(spark, source))
+              else read_replica(spark, source))
         if nothing_landed and day_only:
             df = df.limit(0)
     columns = set(df.columns)
@@ -669,12 +653,13 @@ def _latest_load_folder(spark, source: str) -> str | None:
     return f"{source.rstrip('/')}/{days[-1]}" if days else None
 
 
-def _read_parquet(spark, source: str):
+def read_replica(spark, source: str):
     """The Parquet source, its partition folders listed on the driver.
 
     Above spark.sql.sources.parallelPartitionDiscovery.threshold (32) folders Spark lists them
-    with a distributed job; a year of load_date folders then costs a job of 365 tasks per run,
-    where listing them from the driver takes milliseconds on a local or HDFS warehouse.
+    with a distributed job; a year of load_date folders then costs a job of 365 tasks per run
+    (1.6-1.8 s in a warm session on local disk), where listing them from the driver takes
+    0.2-0.3 s there, and milliseconds per folder on HDFS.
     """
     from jobs.spark import session_settings
 

@@ -170,7 +170,7 @@ def _create_exclusive(spark, path: str, text: str) -> bool:
     try:
         stream = fs.create(hpath, False)  # HDFS: fails if the file exists, atomically at the NameNode
     except Py4JJavaError as exc:
-        if _java_error_is(exc, "FileAlreadyExistsException"):
+        if java_error_caused_by(exc, "org.apache.hadoop.fs.FileAlreadyExistsException"):
             return False
         raise
     try:
@@ -216,8 +216,24 @@ def _modified(spark, path: str) -> str | None:
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
-def _java_error_is(exc, simple_name: str) -> bool:
-    return exc.java_exception.getClass().getSimpleName() == simple_name
+def java_error_caused_by(exc: BaseException, class_name: str) -> bool:
+    """Whether `exc` carries a Java error (py4j's Py4JJavaError, or a pyspark error raised from
+    the JVM) of class `class_name` (fully qualified; subclasses count) or caused by one.
+
+    Spark wraps what failed in a task (a file gone between listing and reading, say) in a
+    SparkException, several levels deep; a direct call such as FileSystem.open throws it bare.
+    """
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    for _ in range(20):  # a cause chain can loop back on itself
+        if java is None:
+            return False
+        cls = java.getClass()
+        while cls is not None:
+            if cls.getName() == class_name:
+                return True
+            cls = cls.getSuperclass()
+        java = java.getCause()
+    return False
 
 
 def _unless_gone(read):
@@ -229,7 +245,7 @@ def _unless_gone(read):
     try:
         return read()
     except Py4JJavaError as exc:
-        if _java_error_is(exc, "FileNotFoundException"):
+        if java_error_caused_by(exc, "java.io.FileNotFoundException"):
             return None
         raise
 

@@ -231,6 +231,26 @@ def _lock_table():
     return tables.Table("demo_lock", "marts", ("id",), "id bigint, v string")
 
 
+class _LocksThroughHadoop:
+    """jobs.config as storage sees it, but with every path off local disk: the publish lock then
+    takes the branch it takes on HDFS or an object store (Hadoop's FileSystem API: create without
+    overwrite, open, getFileStatus, delete), here on Hadoop's own local file system."""
+
+    def __getattr__(self, name):
+        return getattr(config, name)
+
+    @staticmethod
+    def is_local(uri: str) -> bool:
+        return False
+
+
+@pytest.fixture(params=["local disk", "Hadoop FileSystem"])
+def lock_file_system(request, monkeypatch):
+    if request.param == "Hadoop FileSystem":
+        monkeypatch.setattr(storage, "config", _LocksThroughHadoop())
+    return request.param
+
+
 def _rows(spark, t, *rows):
     return spark.createDataFrame(list(rows), t.spark_schema())
 
@@ -260,7 +280,7 @@ def test_a_run_waits_for_another_publishing_the_same_partition_then_replaces_it(
     assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
 
 
-def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse, monkeypatch):
+def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse, monkeypatch, lock_file_system):
     t = _lock_table()
     storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", validate=False)
     monkeypatch.setattr(storage, "PUBLISH_LOCK_WAIT_S", 1.0)
@@ -274,7 +294,7 @@ def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse
     assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
 
 
-def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, monkeypatch):
+def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, monkeypatch, lock_file_system):
     import datetime as dt
     import json
     import socket

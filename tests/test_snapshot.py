@@ -214,6 +214,32 @@ def test_an_incremental_day_reads_the_folder_of_its_landing_day_alone(spark, war
     assert names_by_key(spark, "2024-01-06") == {1: ("b", 3), 2: ("c", 4), 3: ("d", 5)}
 
 
+def test_a_full_run_lists_the_load_days_of_its_replica_without_a_spark_job(spark, tmp_path):
+    # Above 32 folders Spark lists them with a job of a task per folder: 1.6-1.8 s for a year of
+    # load days in a warm session, where the driver lists them in 0.2-0.3 s.
+    replica = str(tmp_path / "raw")
+    spark.range(40).selectExpr("id", "date_add(DATE'2024-01-01', CAST(id AS int)) AS load_date").write.partitionBy(
+        "load_date").parquet(replica)
+    sc = spark.sparkContext
+    tracker = sc.statusTracker()
+
+    def tasks_of_jobs_run_by(read, group):
+        sc.setJobGroup(group, "read a replica of 40 load days")
+        try:
+            frame = read()
+        finally:
+            sc.setLocalProperty("spark.jobGroup.id", None)
+        assert frame.count() == 40 and "load_date" in frame.columns
+        return sorted(sum(tracker.getStageInfo(stage).numTasks for stage in tracker.getJobInfo(job).stageIds)
+                      for job in tracker.getJobIdsForGroup(group))
+
+    by_spark = tasks_of_jobs_run_by(lambda: spark.read.parquet(replica), "spark-listing")
+    by_the_job = tasks_of_jobs_run_by(lambda: snapshot_job.read_replica(spark, replica), "driver-listing")
+    assert 40 in by_spark  # Spark's own listing: one task per folder (this test would not see a change)
+    assert max(by_the_job) < 40, by_the_job  # only the schema's footer read
+    assert spark.conf.get("spark.sql.sources.parallelPartitionDiscovery.threshold") == "32"  # put back
+
+
 # --- conflicts -----------------------------------------------------------------------------
 
 
