@@ -294,6 +294,14 @@ def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse
     assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
 
 
+def test_a_lock_released_while_another_run_reads_it_reads_as_free(spark, warehouse, lock_file_system):
+    # A waiter polls the lock while its holder deletes it: whichever call finds it gone (the
+    # read, or the age of a lock whose holder is still writing it) sees no holder, no error.
+    path = storage.lock_path(_lock_table(), "2024-01-01")
+    assert storage._read_lock(spark, path) is None
+    assert storage._modified(spark, path) is None
+
+
 def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, monkeypatch, lock_file_system):
     import datetime as dt
     import json
