@@ -281,12 +281,12 @@ def main() -> int:
     cold = cold_incremental(ds, args.master, args.driver_memory, args.state_compaction)
     print(f"  incremental {ds} again in a fresh process (not counted)       {cold['process_s']:8.1f} s, "
           f"of which the job {cold['job_s']:.1f} s", flush=True)
-    # The full rebuilds, paired with reruns of the incremental D (the same work as the chain's D:
-    # state(D-1) plus the rows landed on D) in alternating order, so that both are timed equally
-    # warm. The chain above runs right after the first full rebuild, while the JIT is still
-    # compiling: its first days measured slower than its last.
-    # DuckDB's same dedup runs in the same rounds, its mean compared: the machine's speed drifts
-    # within a run, and DuckDB alone measured 6-13.5 s (slowest right after Spark wrote much).
+    # The full rebuilds, each in a round with a rerun of the incremental D (the same work as the
+    # chain's D: state(D-1) plus the rows landed on D) and DuckDB's same dedup, in rotated order,
+    # so that all three are timed equally warm and on the machine as it is then. The chain above
+    # runs right after the first full rebuild, while the JIT is still compiling: its first days
+    # measured slower than its last. DuckDB alone measured 6-13.5 s within one run (slowest
+    # right after Spark wrote much), so its mean is compared too.
     keys = raw.keys
     payload = tables.Table("_", "_", (), tables.ENTITY_PAYLOADS[ENTITY][1]).columns
     content = ["ods_type"] + [c for c in payload if c not in keys]
