@@ -1,6 +1,7 @@
 # The two set-up commands of the README:
 #   make demo   install into .venv and run the whole pipeline on generated demo data
-#   make test   install into .venv and run the test suite (what .ci/run calls)
+#   make test   install into .venv and run the fast test tier (a few minutes)
+# and the rest of the suite: make test-e2e (end to end), make check (both; what .ci/run calls).
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +11,7 @@ JVM_ARCHIVE := $(VENV)/share/ostap/spark-driver.jsa
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test install lint constraints clean airflow services redis-server
+.PHONY: demo test test-e2e check install lint constraints clean airflow services redis-server
 
 install: $(STAMP) $(JVM_ARCHIVE)
 
@@ -40,8 +41,19 @@ redis-server:
 demo: install services
 	$(BIN)/ostap demo
 
+PYTEST := $(BIN)/python -m pytest -q --durations=15
+
+# Every job's semantics on small data in one shared SparkSession, the quality gates, serving
+# against a real Redis, DAG integrity and the rendered spark-submit commands.
 test: install services
-	$(BIN)/python -m pytest -q
+	$(PYTEST) -m "not slow"
+
+# spark-submit, the Airflow scheduler and backfills, kill -9 during a publish, racing publishers,
+# the standalone cluster, and the property tests with more examples.
+test-e2e: install services
+	$(PYTEST) -m "slow or property" --hypothesis-profile=thorough
+
+check: test test-e2e
 
 # The Airflow UI with the project's DAGs (standalone, SQLite, LocalExecutor).
 airflow: install

@@ -96,7 +96,7 @@ def wait_for_partitions(task_id: str, tables: list[str], ds: str = "{{ ds }}"):
         python_callable=_all_ready,
         op_kwargs={"tables": tables, "ds": ds},
         mode="reschedule",
-        poke_interval=timedelta(minutes=2),
+        poke_interval=timedelta(seconds=int(os.environ.get("OSTAP_SENSOR_POKE_S", "120"))),
         timeout=timedelta(hours=12),
         retries=0,
     )

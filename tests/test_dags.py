@@ -108,6 +108,8 @@ def test_rendered_spark_submit_commands_match_expected(dagbag):
     import os
 
     rendered = rendered_spark_submit_commands(dagbag, "2024-06-01")
-    if os.environ.get("OSTAP_UPDATE_EXPECTED"):
+    if os.environ.get("OSTAP_UPDATE_EXPECTED") and rendered != EXPECTED_COMMANDS.read_text():
+        # Never passes while rewriting: the new file is reviewed (git diff), then the test rerun.
         EXPECTED_COMMANDS.write_text(rendered)
+        pytest.fail(f"rewrote {EXPECTED_COMMANDS}: review `git diff`, then rerun without OSTAP_UPDATE_EXPECTED")
     assert rendered == EXPECTED_COMMANDS.read_text()

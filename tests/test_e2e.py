@@ -1,20 +1,22 @@
-"""End to end: the real Airflow running the real DAGs on generated data, a SIGKILL during a
-publish, and the same job on a Spark standalone cluster. Slow; CI runs them."""
+"""End to end (`make test-e2e`): a SIGKILL during a publish, two publishers racing, the same job on
+a Spark standalone cluster, and the real Airflow scheduler running backfills of every DAG on
+generated data, its Spark tasks through spark-submit."""
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from jobs import airflow_local, redis_local, serving, storage, tables
 
-pytestmark = pytest.mark.slow
+# The scenario's first test also waits for the scheduler to run every backfill (its fixture).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 DEMO_START, DEMO_DAYS, DEMO_DS = "2024-05-22", 11, "2024-06-01"
 
@@ -33,54 +35,19 @@ def _ostap(*args: str, env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "jobs", *args], env=env, capture_output=True, text=True)
 
 
-def test_every_dag_through_airflow_publishes_every_table(generated, tmp_path, monkeypatch, spark):
-    from jobs import catalog, pipeline
-
-    monkeypatch.setenv("OSTAP_WAREHOUSE", str(generated))
-    monkeypatch.setenv("OSTAP_AIRFLOW_HOME", str(tmp_path / "airflow"))
-    monkeypatch.delenv("OSTAP_REDIS_URL", raising=False)
-    try:
-        assert pipeline.run_dates([DEMO_DS]) == 0
-        # The DAG's serving step loaded that date's lists into the embedded Redis.
-        served = serving.status(redis_local.url_of(tmp_path / "airflow" / "redis"))
-        assert served["versions"][served["current"]]["ds"] == DEMO_DS
-    finally:
-        redis_local.stop(tmp_path / "airflow" / "redis")
-
-    counts = {t: n for t, ds, n in catalog.partition_counts() if ds == DEMO_DS}
-    expected = [t.qualified for t in tables.published_tables() if t.zone in ("ods", "marts")]
-    missing = [t for t in expected if not counts.get(t)]
-    assert missing == [], f"tables without rows for {DEMO_DS}: {missing}"
-    con = catalog.connect()
-    validated = {r[0] for r in con.execute(
-        "select distinct table_name from dq.validation_results where ds = ?", [DEMO_DS]).fetchall()}
-    assert set(expected) <= validated
-    critical = con.execute("select count(*) from dq.validation_results where ds = ? and not success "
-                           "and severity = 'critical'", [DEMO_DS]).fetchone()[0]
-    assert critical == 0
-    report = generated / "reports" / f"run_{DEMO_DS}.html"
-    assert report.exists() and "marts.recommendations" in report.read_text()
-
-    # What Airflow published equals the job run directly (idempotent per ds).
+def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_path, spark):
     from jobs.snapshot import build_snapshot
 
-    via_airflow = sorted(storage.read_partition(spark, tables.TABLES["ods.clients"], DEMO_DS).collect())
-    build_snapshot(spark, "clients", DEMO_DS, mode="full")
-    assert sorted(storage.read_partition(spark, tables.TABLES["ods.clients"], DEMO_DS).collect()) == via_airflow
-
-
-def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_path):
-    env = dict(os.environ, OSTAP_WAREHOUSE=str(tmp_path / "wh"), OSTAP_SPARK_LOG_LEVEL="ERROR")
-    raw = tmp_path / "wh" / "raw"
-    raw.mkdir(parents=True)
-    os.symlink(generated / "raw" / "page_views", raw / "page_views")
-    args = ("snapshot", "--entity", "page_views", "--ds", DEMO_DS, "--full", "--master", "local[2]")
-    first = _ostap(*args, env=env)
-    assert first.returncode == 0, first.stderr
-    table_dir = tmp_path / "wh" / "ods" / "page_views"
+    root = tmp_path / "wh"
+    env = dict(os.environ, OSTAP_WAREHOUSE=str(root), OSTAP_SPARK_LOG_LEVEL="ERROR")
+    (root / "raw").mkdir(parents=True)
+    os.symlink(generated / "raw" / "page_views", root / "raw" / "page_views")
+    build_snapshot(spark, "page_views", DEMO_DS, mode="full", root=str(root))  # the previous publish
+    table_dir = root / "ods" / "page_views"
     published = table_dir / f"ds={DEMO_DS}"
     before = sorted(p.name for p in published.iterdir())
 
+    args = ("snapshot", "--entity", "page_views", "--ds", DEMO_DS, "--full", "--master", "local[2]")
     proc = subprocess.Popen([sys.executable, "-m", "jobs", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 600
@@ -91,7 +58,7 @@ def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_pat
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its JVM, mid-write
     proc.wait()
     lock = table_dir / f"_lock_ds={DEMO_DS}"
-    assert str(proc.pid) in lock.read_text()  # left by the killed run; the rerun takes it over
+    assert str(proc.pid) in lock.read_text()  # left by the killed run; the next run takes it over
     # Readers still see the previous partition, whole.
     assert sorted(p.name for p in published.iterdir()) == before
     import duckdb
@@ -101,13 +68,12 @@ def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_pat
     import pyarrow.parquet as pq
 
     assert n == pq.read_table(published).num_rows > 0
-    rerun = _ostap(*args, env=env)
-    assert rerun.returncode == 0, rerun.stderr
+    build_snapshot(spark, "page_views", DEMO_DS, mode="full", root=str(root))  # a rerun after the kill
     assert pq.read_table(published).num_rows == n
     assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
 
 
-def test_two_runs_of_one_snapshot_at_once_both_succeed_and_publish_it_whole(generated, tmp_path):
+def test_two_runs_of_one_snapshot_at_once_both_succeed_and_publish_it_whole(generated, tmp_path, spark):
     """A CLI rerun started while the Airflow task still runs: the later publish waits for the
     earlier one's swap (without the lock, one run's clean-up deleted the other's staging and it
     failed), and the partitions end whole and equal to a lone run's."""
@@ -128,8 +94,9 @@ def test_two_runs_of_one_snapshot_at_once_both_succeed_and_publish_it_whole(gene
     for zone in ("ods", "state"):
         table_dir = tmp_path / "wh" / zone / "clients"
         assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
-    alone = _ostap(*args, env=env)
-    assert alone.returncode == 0, alone.stderr
+    from jobs.snapshot import build_snapshot
+
+    build_snapshot(spark, "clients", DEMO_DS, mode="full", root=str(tmp_path / "wh"))  # a lone run
     key = lambda row: sorted(row.items())  # noqa: E731
     for zone in ("ods", "state"):
         again = pq.read_table(tmp_path / "wh" / zone / "clients" / f"ds={DEMO_DS}").to_pylist()
@@ -164,30 +131,22 @@ def test_snapshot_on_a_standalone_cluster_equals_local_mode(generated, tmp_path,
     assert len(on_cluster) > 0 and on_cluster == local
 
 
-BACKFILL_DATES = ["2024-05-30", "2024-05-31", "2024-06-01"]
+# --------------------------------------------------------------------------------------------
+# One embedded Airflow (one metadata database, one api-server, one scheduler) runs backfills of
+# all four DAGs: two snapshot days, the targets of both days reading the snapshots the backfill
+# just built, and the recommendations (served into Redis) and the monthly forecast of the second.
+# --------------------------------------------------------------------------------------------
+
+BACKFILL_DAYS = ["2024-05-31", DEMO_DS]
+SNAPSHOT_DAG = "ods_snapshot_daily"
+# dag_id -> the days it is backfilled over
+BACKFILLS = {SNAPSHOT_DAG: BACKFILL_DAYS, "scoring_targets_daily": BACKFILL_DAYS,
+             "recommendations_daily": [DEMO_DS], "sales_forecast_monthly": [DEMO_DS]}
 
 
 def _dag_run_states(home, dag_id: str) -> dict[str, str]:
     """ds -> state of the DAG's runs, read straight from the metadata database (SQLite)."""
     return {run["logical_date"][:10]: run["state"] for run in airflow_local.dag_runs(home, dag_id)}
-
-
-def _airflow_for_backfill(generated, tmp_path, entities, dag_id: str):
-    """(warehouse, Airflow home, env): a warehouse with the generated raw/ of `entities`, and a fresh
-    embedded Airflow with `dag_id` unpaused, tasks not retried, and only backfills and manual runs
-    scheduled (no "latest interval" run appears when the DAG is unpaused)."""
-    root = tmp_path / "wh"
-    (root / "raw").mkdir(parents=True)
-    for entity in entities:
-        os.symlink(generated / "raw" / entity, root / "raw" / entity)
-    home = tmp_path / "airflow"
-    env = airflow_local.airflow_env(home=home, warehouse=str(root))
-    env["OSTAP_TASK_RETRIES"] = "0"
-    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
-    airflow_local.migrate(env)
-    airflow_local.airflow("dags", "reserialize", env=env, capture=True)
-    airflow_local.airflow("dags", "unpause", dag_id, env=env, capture=True)
-    return root, home, env
 
 
 def _create_backfill(env: dict, dag_id: str, days: list[str], *options: str) -> None:
@@ -197,46 +156,6 @@ def _create_backfill(env: dict, dag_id: str, days: list[str], *options: str) -> 
     created = airflow_local.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", days[0],
                                     "--to-date", days[-1], *options, env=env, capture=True, check=False)
     assert created.returncode == 0, created.stderr
-
-
-def _run_backfill(home, env: dict, dag_id: str, days: list[str], timeout_s: float) -> dict[str, str]:
-    """Run the created backfill with a real scheduler (LocalExecutor) and api-server until every
-    run has finished; ds -> state of each run."""
-    with airflow_local.api_server(env), airflow_local.scheduler(env):
-        deadline = time.monotonic() + timeout_s
-        while True:
-            states = _dag_run_states(home, dag_id)
-            if len(states) == len(days) and all(s in ("success", "failed") for s in states.values()):
-                return states
-            assert time.monotonic() < deadline, f"backfill runs not finished: {states}"
-            time.sleep(5)
-
-
-def test_three_day_backfill_by_the_scheduler_equals_the_daily_runs(generated, tmp_path, monkeypatch, spark):
-    """`airflow backfill create` over three dates, executed by a real scheduler (LocalExecutor),
-    publishes three partitions per output, each equal to the job run directly for its date."""
-    from jobs import targets
-    from jobs.snapshot import build_snapshot
-
-    dag_id = "scoring_targets_daily"
-    root, home, env = _airflow_for_backfill(generated, tmp_path, ("clients", "contracts", "applications"), dag_id)
-    for ds in BACKFILL_DATES:  # the inputs the DAG's sensor waits for
-        for entity in ("clients", "contracts", "applications"):
-            build_snapshot(spark, entity, ds, mode="full", root=str(root), validate=False)
-    _create_backfill(env, dag_id, BACKFILL_DATES)
-    states = _run_backfill(home, env, dag_id, BACKFILL_DATES, timeout_s=1500)
-    assert states == dict.fromkeys(BACKFILL_DATES, "success"), f"see the task logs under {home / 'logs'}"
-
-    monkeypatch.setenv("OSTAP_PII_KEY", env["OSTAP_PII_KEY"])  # the key the Spark tasks hashed with
-    for name in ("marts.scoring_targets", "marts.target_recovery"):
-        assert storage.list_partitions(spark, tables.TABLES[name], root=str(root)) == BACKFILL_DATES
-    for ds in BACKFILL_DATES:
-        backfilled = {name: sorted(storage.read_partition(spark, tables.TABLES[name], ds, root=str(root)).collect())
-                      for name in ("marts.scoring_targets", "marts.target_recovery")}
-        targets.build_and_publish(spark, ds, root=str(root))  # the daily run of that date
-        for name, rows in backfilled.items():
-            daily = sorted(storage.read_partition(spark, tables.TABLES[name], ds, root=str(root)).collect())
-            assert len(rows) > 0 and rows == daily, f"{name} ds={ds}: backfill differs from the daily run"
 
 
 def _task_runs(home, dag_id: str, task_prefix: str) -> dict[str, dict[str, tuple]]:
@@ -251,66 +170,141 @@ def _task_runs(home, dag_id: str, task_prefix: str) -> dict[str, dict[str, tuple
     return runs
 
 
-def test_a_snapshot_backfill_runs_each_entitys_days_in_order_and_incrementally(generated, tmp_path, spark):
-    """`airflow backfill create` of ods_snapshot_daily lets its runs overlap, yet the scheduler holds
-    each entity's day until its previous day has succeeded (depends_on_past), so every day after
-    the first is computed incrementally from the state the backfill itself just wrote, and equals
-    a full rebuild."""
+@pytest.fixture(scope="module")
+def backfilled(generated, tmp_path_factory):
+    """The warehouse, Airflow home and environment after the scheduler ran every backfill, with
+    what the scheduler reported before it started (`failed-deps` of the snapshot runs)."""
+    base = tmp_path_factory.mktemp("backfill")
+    root, home = base / "wh", base / "airflow"
+    (root / "raw").mkdir(parents=True)
+    for entity in tables.ENTITIES:
+        os.symlink(generated / "raw" / entity, root / "raw" / entity)
+    env = airflow_local.airflow_env(home=home, warehouse=str(root))
+    env["OSTAP_TASK_RETRIES"] = "0"
+    env["OSTAP_SENSOR_POKE_S"] = "10"  # the downstream sensors see the snapshots soon after they land
+    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # only the backfills run, no "latest interval" run
+    airflow_local.migrate(env)
+    airflow_local.airflow("dags", "reserialize", env=env, capture=True)
+    for dag_id, days in BACKFILLS.items():
+        airflow_local.airflow("dags", "unpause", dag_id, env=env, capture=True)
+        # Both snapshot runs may be active at once: only depends_on_past orders an entity's days.
+        # Airflow asks a DAG with depends_on_past for a reprocess behavior (README, Backfill).
+        _create_backfill(env, dag_id, days, "--max-active-runs", "2", "--reprocess-behavior", "completed")
+    # As the scheduler sees it before anything ran: the second day waits for the first, which waits for nothing.
+    run_ids = {run["logical_date"][:10]: run["run_id"] for run in airflow_local.dag_runs(home, SNAPSHOT_DAG)}
+    waits = {ds: airflow_local.airflow("tasks", "failed-deps", SNAPSHOT_DAG, "snapshot_clients", run_ids[ds], env=env,
+                                       capture=True).stdout for ds in BACKFILL_DAYS}
+    redis_url = airflow_local.serving_redis(env)  # the recommendations DAG loads its lists here
+    try:
+        with airflow_local.api_server(env), airflow_local.scheduler(env):
+            deadline = time.monotonic() + 1500
+            while True:
+                states = {dag_id: _dag_run_states(home, dag_id) for dag_id in BACKFILLS}
+                if all(len(states[d]) == len(days) and set(states[d].values()) <= {"success", "failed"}
+                       for d, days in BACKFILLS.items()):
+                    break
+                assert time.monotonic() < deadline, f"backfill runs not finished: {states}"
+                time.sleep(5)
+        served = serving.status(redis_url)
+    finally:
+        redis_local.stop(airflow_local.redis_dir(env))
+    return {"root": root, "home": home, "env": env, "waits": waits, "states": states, "served": served}
+
+
+def test_every_backfill_run_succeeds(backfilled):
+    expected = {dag_id: dict.fromkeys(days, "success") for dag_id, days in BACKFILLS.items()}
+    assert backfilled["states"] == expected, f"see the task logs under {backfilled['home'] / 'logs'}"
+
+
+def test_every_table_is_published_validated_served_and_reported(backfilled, monkeypatch):
+    from jobs import catalog, report
+
+    monkeypatch.setenv("OSTAP_WAREHOUSE", str(backfilled["root"]))
+    counts = {t: n for t, ds, n in catalog.partition_counts() if ds == DEMO_DS}
+    expected = [t.qualified for t in tables.published_tables() if t.zone in ("ods", "marts")]
+    missing = [t for t in expected if not counts.get(t)]
+    assert missing == [], f"tables without rows for {DEMO_DS}: {missing}"
+    con = catalog.connect()
+    validated = {r[0] for r in con.execute(
+        "select distinct table_name from dq.validation_results where ds = ?", [DEMO_DS]).fetchall()}
+    assert set(expected) <= validated
+    critical = con.execute("select count(*) from dq.validation_results where ds = ? and not success "
+                           "and severity = 'critical'", [DEMO_DS]).fetchone()[0]
+    assert critical == 0
+    # The DAG's serving step loaded that date's lists into Redis.
+    served = backfilled["served"]
+    assert served["versions"][served["current"]]["ds"] == DEMO_DS
+    page = Path(report.write_run_report(DEMO_DS)).read_text()
+    assert "marts.recommendations" in page and "ods.clients" in page
+
+
+def test_a_snapshot_backfill_runs_each_entitys_days_in_order_and_incrementally(backfilled, spark):
+    """The backfill's runs overlap, yet the scheduler holds each entity's day until its previous
+    day has succeeded (depends_on_past), so the second day is computed incrementally from the
+    state the backfill itself just wrote, and equals a full rebuild."""
     from jobs.snapshot import build_snapshot
 
-    days = BACKFILL_DATES[-2:]  # two days show the chain; each day is 11 Spark tasks on 2 slots
-    dag_id = "ods_snapshot_daily"
-    root, home, env = _airflow_for_backfill(generated, tmp_path, tables.ENTITIES, dag_id)
-    # Both runs may be active at once: only depends_on_past orders an entity's days. Airflow asks a
-    # DAG with depends_on_past for a reprocess behavior (README, Backfill).
-    _create_backfill(env, dag_id, days, "--max-active-runs", "2", "--reprocess-behavior", "completed")
-    # As the scheduler sees it before anything ran: the second day waits for the first, which waits for nothing.
-    run_ids = {run["logical_date"][:10]: run["run_id"] for run in airflow_local.dag_runs(home, dag_id)}
-    waits = {ds: airflow_local.airflow("tasks", "failed-deps", dag_id, "snapshot_clients", run_ids[ds], env=env,
-                                       capture=True).stdout for ds in days}
-    assert "Previous Dagrun State" not in waits[days[0]], waits[days[0]]
-    assert "Previous Dagrun State: depends_on_past is true" in waits[days[1]], waits[days[1]]
+    first, second = BACKFILL_DAYS
+    waits = backfilled["waits"]
+    assert "Previous Dagrun State" not in waits[first], waits[first]
+    assert "Previous Dagrun State: depends_on_past is true" in waits[second], waits[second]
 
-    states = _run_backfill(home, env, dag_id, days, timeout_s=2400)
-    assert states == dict.fromkeys(days, "success"), f"see the task logs under {home / 'logs'}"
-
-    runs = _task_runs(home, dag_id, "snapshot_")
+    root, home = backfilled["root"], backfilled["home"]
+    runs = _task_runs(home, SNAPSHOT_DAG, "snapshot_")
     assert set(runs) == {f"snapshot_{e}" for e in tables.ENTITIES}
     for task_id, by_day in runs.items():
-        assert sorted(by_day) == days, (task_id, by_day)
-        for before, after in itertools.pairwise(days):
-            assert by_day[after][0] >= by_day[before][1], f"{task_id} {after} started before {before} ended"
+        assert sorted(by_day) == BACKFILL_DAYS, (task_id, by_day)
+        assert by_day[second][0] >= by_day[first][1], f"{task_id} {second} started before {first} ended"
 
-    metrics = {(r.entity, ds): r.mode for ds in days
+    metrics = {(r.entity, ds): r.mode for ds in BACKFILL_DAYS
                for r in storage.read_partition(spark, tables.TABLES["dq.job_metrics"], ds, root=str(root)).collect()
                if r.job == "snapshot"}
     # No state before the first day: a full rebuild; then each day from the one before.
-    assert metrics == {(e, ds): "full" if ds == days[0] else "incremental" for e in tables.ENTITIES for ds in days}
+    assert metrics == {(e, ds): "full" if ds == first else "incremental" for e in tables.ENTITIES for ds in BACKFILL_DAYS}
 
+    rebuilt_root = backfilled["root"].parent / "rebuilt"
+    (rebuilt_root / "raw").mkdir(parents=True)
     for entity in tables.ENTITIES:
+        os.symlink(backfilled["root"] / "raw" / entity, rebuilt_root / "raw" / entity)
         ods = tables.TABLES[f"ods.{entity}"]
-        chained = sorted(storage.read_partition(spark, ods, days[-1], root=str(root)).collect())
-        build_snapshot(spark, entity, days[-1], mode="full", root=str(root), validate=False)
-        rebuilt = sorted(storage.read_partition(spark, ods, days[-1], root=str(root)).collect())
-        assert len(chained) > 0 and chained == rebuilt, f"ods.{entity} ds={days[-1]}: the backfill's chain != a full rebuild"
+        chained = sorted(storage.read_partition(spark, ods, second, root=str(root)).collect())
+        build_snapshot(spark, entity, second, mode="full", root=str(rebuilt_root), validate=False)
+        rebuilt = sorted(storage.read_partition(spark, ods, second, root=str(rebuilt_root)).collect())
+        assert len(chained) > 0 and chained == rebuilt, f"ods.{entity} ds={second}: the backfill's chain != a full rebuild"
 
 
-def test_the_demo_fails_at_once_instead_of_waiting_on_an_unfinished_earlier_snapshot_run(generated, tmp_path):
+def test_the_targets_backfill_reads_the_backfilled_snapshots_and_equals_the_daily_runs(backfilled, spark, monkeypatch):
+    """`airflow backfill create` of scoring_targets_daily, its sensor waiting for the snapshot
+    backfill's partitions: one partition per day, each equal to the job run directly on them."""
+    from jobs import targets
+
+    root = str(backfilled["root"])
+    monkeypatch.setenv("OSTAP_PII_KEY", backfilled["env"]["OSTAP_PII_KEY"])  # the key the Spark tasks hashed with
+    names = ("marts.scoring_targets", "marts.target_recovery")
+    for name in names:
+        assert storage.list_partitions(spark, tables.TABLES[name], root=root) == BACKFILL_DAYS
+    for ds in BACKFILL_DAYS:
+        backfilled_rows = {name: sorted(storage.read_partition(spark, tables.TABLES[name], ds, root=root).collect())
+                           for name in names}
+        targets.build_and_publish(spark, ds, root=root)  # the daily run of that date
+        for name, rows in backfilled_rows.items():
+            daily = sorted(storage.read_partition(spark, tables.TABLES[name], ds, root=root).collect())
+            assert len(rows) > 0 and rows == daily, f"{name} ds={ds}: backfill differs from the daily run"
+
+
+def test_the_demo_fails_at_once_instead_of_waiting_on_an_unfinished_earlier_snapshot_run(backfilled):
     """A snapshot task waits for its previous run (depends_on_past), and `airflow dags test` would
     wait for it forever: the demo's runner names that run and stops before starting anything."""
-    home = tmp_path / "airflow"
-    env = airflow_local.airflow_env(home=home, warehouse=str(generated))
-    airflow_local.migrate(env)
-    airflow_local.airflow("dags", "reserialize", env=env, capture=True)
-    # A run of the day before that never ran (no scheduler): its snapshot tasks hold the next day.
-    airflow_local.airflow("dags", "trigger", "ods_snapshot_daily", "--logical-date", "2024-05-30T00:00:00+00:00",
+    env, home = dict(backfilled["env"]), backfilled["home"]
+    # A run of the day after the backfill that never ran (no scheduler now): it holds the next day.
+    airflow_local.airflow("dags", "trigger", SNAPSHOT_DAG, "--logical-date", "2024-06-02T00:00:00+00:00",
                           env=env, capture=True)
     env["OSTAP_AIRFLOW_HOME"] = str(home)
     # In a process of its own, with a time limit: without the check it would hang, not fail.
-    demo = subprocess.run([sys.executable, "-c", "from jobs import pipeline; pipeline.run_dates(['2024-05-31'])"],
+    demo = subprocess.run([sys.executable, "-c", "from jobs import pipeline; pipeline.run_dates(['2024-06-03'])"],
                           env=env, cwd=str(airflow_local.REPO), capture_output=True, text=True, timeout=600)
     assert demo.returncode != 0
-    assert "ods_snapshot_daily 2024-05-31 would wait forever" in demo.stderr, demo.stderr[-2000:]
-    assert "2024-05-30" in demo.stderr and "is queued" in demo.stderr
-    # Nothing ran: the only run is the one the test made.
-    assert _dag_run_states(home, "ods_snapshot_daily") == {"2024-05-30": "queued"}
+    assert f"{SNAPSHOT_DAG} 2024-06-03 would wait forever" in demo.stderr, demo.stderr[-2000:]
+    assert "2024-06-02" in demo.stderr and "is queued" in demo.stderr
+    # Nothing ran: the runs are the backfill's and the one the test made.
+    assert _dag_run_states(home, SNAPSHOT_DAG) == {**dict.fromkeys(BACKFILL_DAYS, "success"), "2024-06-02": "queued"}

@@ -83,6 +83,21 @@ def test_session_settings_are_put_back_after_the_block(spark):
     assert spark.conf.get(unset_key, None) is None
 
 
+def test_a_command_run_in_process_leaves_no_setting_on_the_shared_session(spark):
+    from conftest import put_back_settings
+
+    from jobs.spark import get_spark
+
+    baseline = spark.conf.getAll
+    # What `ostap <command> --conf ...` does in-process: getOrCreate hands back the shared session
+    # with the command's settings applied to it.
+    assert get_spark("a command", conf={"spark.sql.shuffle.partitions": "7"}) is spark
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "7"
+    # tests/conftest.py puts them back after every test with this.
+    assert "spark.sql.shuffle.partitions" in put_back_settings(spark, baseline)
+    assert spark.conf.getAll == baseline
+
+
 def test_parquet_writes_give_up_dictionaries_that_grow_past_64_kb(spark, tmp_path):
     """jobs.spark's dictionary page limit reaches the Parquet writer: a column of many values falls
     back to plain encoding once its dictionary passes 64 KB (at the 1 MB default it would keep
@@ -294,12 +309,67 @@ def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse
     assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
 
 
-def test_a_lock_released_while_another_run_reads_it_reads_as_free(spark, warehouse, lock_file_system):
-    # A waiter polls the lock while its holder deletes it: whichever call finds it gone (the
-    # read, or the age of a lock whose holder is still writing it) sees no holder, no error.
+def _released_after(call, lock: Path, calls: list):
+    """`call`, after which the lock's holder releases it (deletes the file), as a waiter sees it."""
+    def then_released(*args, **kwargs):
+        result = call(*args, **kwargs)
+        lock.unlink()
+        calls.append(call.__name__)
+        return result
+    return then_released
+
+
+class _FileSystemReleasingAfterExists:
+    """Hadoop's FileSystem as a waiter's read_text sees it when the holder releases the lock
+    between the waiter's exists() and its open()."""
+
+    def __init__(self, fs, lock: Path, calls: list):
+        self._fs, self._lock, self._calls = fs, lock, calls
+
+    def __getattr__(self, name):
+        return getattr(self._fs, name)
+
+    def exists(self, path):
+        found = self._fs.exists(path)
+        if self._lock.exists():
+            self._lock.unlink()
+            self._calls.append("exists")
+        return found
+
+
+def test_a_lock_released_while_another_run_reads_it_reads_as_free(spark, warehouse, lock_file_system, monkeypatch):
+    # A waiter polls the lock while its holder deletes it: whichever call finds it gone sees no
+    # holder and raises nothing. The holder's delete is placed at each gap in turn.
     path = storage.lock_path(_lock_table(), "2024-01-01")
-    assert storage._read_lock(spark, path) is None
-    assert storage._modified(spark, path) is None
+    lock = Path(path)
+    assert storage._read_lock(spark, path) is None and storage._modified(spark, path) is None  # never taken
+    lock.parent.mkdir(parents=True)
+
+    # Created, not yet written (the waiter reads nothing it can parse), then released before the
+    # waiter asks for the file's age.
+    calls: list = []
+    with monkeypatch.context() as patch:
+        if lock_file_system == "local disk":
+            patch.setattr(storage, "open", _released_after(open, lock, calls), raising=False)
+        else:
+            patch.setattr(storage, "read_text", _released_after(storage.read_text, lock, calls))
+        lock.write_text("")
+        assert storage._read_lock(spark, path) is None
+    assert calls and not lock.exists()
+
+    if lock_file_system == "Hadoop FileSystem":
+        # Written whole, but released between the waiter's exists() and its open().
+        calls.clear()
+        real_fs = storage._fs
+        with monkeypatch.context() as patch:
+            patch.setattr(storage, "_fs", lambda *args: (lambda fs, p: (
+                _FileSystemReleasingAfterExists(fs, lock, calls), p))(*real_fs(*args)))
+            lock.write_text('{"run_id": "gone"}')
+            assert storage._read_lock(spark, path) is None
+        assert calls == ["exists"] and not lock.exists()
+
+    lock.write_text('{"run_id": "here"}')  # and a lock that stays is read as held
+    assert storage._read_lock(spark, path) == {"run_id": "here"}
 
 
 def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, monkeypatch, lock_file_system):

@@ -23,9 +23,6 @@ from jobs.tables import TABLES, published_tables
 DS = "2024-03-01"
 PREVIOUS_DS = "2024-02-29"
 EXPECTATIONS = Path(__file__).resolve().parent.parent / "expectations"
-# Spark's name of each DDL type in the registry (what expect_column_values_to_be_of_type compares).
-SPARK_TYPE_NAMES = {"bigint": "LongType", "int": "IntegerType", "string": "StringType", "double": "DoubleType",
-                    "date": "DateType", "timestamp": "TimestampType", "boolean": "BooleanType"}
 
 # Values that satisfy the documented semantics of a column (tables.py descriptions).
 GOOD_VALUES = {
@@ -141,14 +138,6 @@ def test_every_published_table_has_a_suite_true_to_the_registry(spark):
         quality._build_suite(suite, path)  # every expectation is one GX can build
 
 
-def test_registry_types_spelled_as_spark_names_agree(spark):
-    # The independent spelling above (SPARK_TYPE_NAMES) and Spark's parser agree on every registry type.
-    from pyspark.sql.types import StructType
-
-    for ddl, name in SPARK_TYPE_NAMES.items():
-        assert type(StructType.fromDDL(f"c {ddl}").fields[0].dataType).__name__ == name
-
-
 @pytest.mark.parametrize("name", [t.qualified for t in published_tables()])
 def test_a_good_partition_passes_its_suite(spark, warehouse, name):
     table = TABLES[name]
@@ -160,6 +149,58 @@ def test_a_good_partition_passes_its_suite(spark, warehouse, name):
 
 
 # ------------------------------------------------------------------------------------ bad inputs
+
+# One bad input of each suite's own, written by hand: what is done to a good 3-row partition, and
+# the critical expectation that must refuse it. "duplicate key" copies row 0's key onto row 1,
+# (column, value) puts value into row 1's column, "no rows" publishes an empty partition.
+OWN_BAD_INPUT = {
+    "ods.clients": ("duplicate key", "expect_column_values_to_be_unique", "client_id"),
+    "ods.applications": (("amount", -1.0), "expect_column_values_to_be_between", "amount"),
+    "ods.contracts": (("bad_flag", 2), "expect_column_values_to_be_in_set", "bad_flag"),
+    "ods.stores": ("duplicate key", "expect_column_values_to_be_unique", "store_id"),
+    "ods.sales": ("duplicate key", "expect_compound_columns_to_be_unique", "store_id,sale_date"),
+    "ods.premises": (("price", -10.0), "expect_column_values_to_be_between", "price"),
+    "ods.tenants": (("river_bank", "middle"), "expect_column_values_to_be_in_set", "river_bank"),
+    "ods.managers": ("duplicate key", "expect_column_values_to_be_unique", "manager_id"),
+    "ods.deals": (("status", "pending"), "expect_column_values_to_be_in_set", "status"),
+    "ods.proposals": (("outcome", "clicked"), "expect_column_values_to_be_in_set", "outcome"),
+    "ods.page_views": (("duration_s", -3), "expect_column_values_to_be_between", "duration_s"),
+    "marts.scoring_targets": (("phone_hash", "+7 916 000-00-01"), "expect_column_values_to_match_regex", "phone_hash"),
+    "marts.target_recovery": (("positives_ratio", -0.5), "expect_column_values_to_be_between", "positives_ratio"),
+    "marts.sales_forecast": (("model", "arima"), "expect_column_values_to_be_in_set", "model"),
+    "marts.forecast_backtest": (("wape", -0.1), "expect_column_values_to_be_between", "wape"),
+    "marts.sales_plan": ("duplicate key", "expect_compound_columns_to_be_unique", "store_id,month"),
+    "marts.recommendations": (("arm", "both"), "expect_column_values_to_be_in_set", "arm"),
+    "marts.premise_leads": (("rank", 0), "expect_column_values_to_be_between", "rank"),
+    "marts.rec_eval": ("duplicate key", "expect_compound_columns_to_be_unique", "model,metric"),
+    "dq.rejects": ("no rows", "expect_table_row_count_to_be_between", ""),
+    "dq.conflicts": ("no rows", "expect_table_row_count_to_be_between", ""),
+    "dq.job_metrics": (("rejects", -1), "expect_column_values_to_be_between", "rejects"),
+    "dq.validation_results": (("severity", "fatal"), "expect_column_values_to_be_in_set", "severity"),
+}
+
+
+def test_every_published_table_has_a_bad_input_of_its_own():
+    assert sorted(OWN_BAD_INPUT) == sorted(t.qualified for t in published_tables())
+
+
+@pytest.mark.parametrize("name", sorted(OWN_BAD_INPUT))
+def test_each_suite_refuses_a_bad_input_of_its_own(spark, warehouse, name):
+    table = TABLES[name]
+    change, expectation, column = OWN_BAD_INPUT[name]
+    rows = [r.asDict() for r in good_frame(spark, table, 1 if name == "marts.target_recovery" else 3).collect()]
+    if change == "duplicate key":
+        rows[1].update({key: rows[0][key] for key in table.keys})
+    elif change == "no rows":
+        rows = []
+    else:
+        rows[-1][change[0]] = change[1]
+    df = spark.createDataFrame([tuple(r[c] for c in table.columns) for r in rows], table.spark_schema())
+    verdict = quality.validate(df, table, DS, root=str(warehouse), record=False)
+    assert not verdict.passed, f"{name}: the suite let {change} through"
+    assert (expectation, column) in [(c.expectation, c.column) for c in verdict.failed_critical], verdict.summary()
+
+
 
 def test_null_key_is_refused(spark, warehouse):
     from pyspark.sql import functions as F

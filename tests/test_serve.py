@@ -284,7 +284,6 @@ def test_cli_load_status_rollback(published, redis_url, capsys, monkeypatch):
     assert cli.main(["serve", "load", "--redis", redis_url]) == 2  # --ds missing: one-line error
 
 
-@pytest.mark.slow
 def test_real_http_server(published, redis_url, tmp_path):
     version = serving.load_version(DS1, redis_url, root=published)
     port = net.free_port()

@@ -402,13 +402,13 @@ def test_same_rows_for_any_shuffle_partitions_and_file_order(spark, warehouse):
     assert outputs[1] == expected and outputs[2] == expected
 
 
-@pytest.mark.slow
 def key_figures(result) -> dict:
     """The figures of a run that do not depend on how it ran (full or incremental)."""
     return {"live_keys": result.live_keys, "deletes_applied": result.deletes_applied,
             "pending_rows": result.pending_rows, "conflicts": result.conflicts}
 
 
+@pytest.mark.slow
 def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
     from jobs.generate import generate_demo
 

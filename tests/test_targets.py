@@ -286,23 +286,14 @@ def pandas_recovery(root, ds: str, window_days: int = 90) -> dict:
     }
 
 
-@pytest.mark.slow
 def test_recovery_on_generated_data_matches_an_independent_count(spark, warehouse, monkeypatch):
-    generate = pytest.importorskip("jobs.generate")
-    if not hasattr(generate, "generate_demo"):
-        pytest.skip("jobs.generate.generate_demo is not available yet")
+    from jobs.generate import generate_demo
+    from jobs.snapshot import build_snapshot
+
     monkeypatch.setenv(pii.KEY_ENV, KEY)
-    generate.generate_demo(str(warehouse), GEN_START, GEN_DAYS, seed=7, scale="small")
-    snapshot = pytest.importorskip("jobs.snapshot")
+    generate_demo(str(warehouse), GEN_START, GEN_DAYS, seed=7, scale="small")
     for entity in ("clients", "applications", "contracts"):
-        # OSTAP_TEST_PANDAS_SNAPSHOTS=1 forces the fallback (to check it while the snapshot job exists)
-        if hasattr(snapshot, "build_snapshot") and not os.environ.get("OSTAP_TEST_PANDAS_SNAPSHOTS"):
-            snapshot.build_snapshot(spark, entity, GEN_DS)
-        else:  # the snapshot job is not there: publish the independent pandas snapshot instead
-            table = TABLES[f"ods.{entity}"]
-            frame = pandas_snapshot(warehouse, entity, GEN_DS)[table.columns]
-            df = spark.createDataFrame(frame, table.spark_schema())
-            storage.publish_partition(df, table, GEN_DS, validate=False)
+        build_snapshot(spark, entity, GEN_DS)
 
     figures = targets.build_and_publish(spark, GEN_DS)
     print(targets.format_figures(GEN_DS, figures))  # visible with -s
