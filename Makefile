@@ -57,7 +57,7 @@ check: test test-e2e
 
 # The Airflow UI with the project's DAGs (standalone, SQLite, LocalExecutor).
 airflow: install
-	$(BIN)/python -m jobs.airflow_local
+	$(BIN)/python -m jobs.local.airflow_local
 
 lint: $(STAMP)
 	$(BIN)/ruff check jobs dags tests bench

@@ -3,7 +3,7 @@
     GX_ANALYTICS_ENABLED=false .venv/bin/python bench/forecast.py [--stores 1000] [--months 48] [--master local[2]]
 
 Generates monthly sales (level, trend, a December-peaked yearly cycle of random strength,
-noise, a few stores with zero months), runs them through `jobs.forecast.fit_stores` (the
+noise, a few stores with zero months), runs them through `jobs.sales_forecast.forecast.fit_stores` (the
 groupBy('store_id').applyInPandas fit of every model plus the rolling backtest, exactly what
 the job runs before publishing) and prints:
 
@@ -35,9 +35,9 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs import forecast_models as fm  # noqa: E402
-from jobs.forecast import fit_stores  # noqa: E402
-from jobs.forecast_models import ForecastSettings  # noqa: E402
+from jobs.sales_forecast import forecast_models as fm  # noqa: E402
+from jobs.sales_forecast.forecast import fit_stores  # noqa: E402
+from jobs.sales_forecast.forecast_models import ForecastSettings  # noqa: E402
 
 
 def generate(stores: int, months: int, end_month: pd.Timestamp, seed: int = 42) -> pd.DataFrame:
@@ -124,7 +124,7 @@ def main() -> int:
                         help="stores for the in-process Prophet reference (0: skip)")
     args = parser.parse_args()
 
-    from jobs.spark import get_spark
+    from jobs.core.spark import get_spark
 
     os.environ.setdefault("OSTAP_SPARK_LOG_LEVEL", "ERROR")
     # Python workers are reused across tasks (Spark's default, stated here because the per-worker

@@ -10,7 +10,7 @@ in a fresh process each and in alternating order (this machine is noisy; only pa
   snapshot `ostap snapshot --entity clients --ds <last day>` through the CLI (incremental, the
            Great Expectations gate included), as the daily DAG's task runs it
 
-once with the archive (jobs.spark.driver_java_options()) and once without (DRIVER_JAVA_OPTIONS),
+once with the archive (jobs.core.spark.driver_java_options()) and once without (DRIVER_JAVA_OPTIONS),
 and prints each run, the medians and the median of the paired differences.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from jobs.spark import DRIVER_JAVA_OPTIONS, driver_java_options, jvm_archive_path  # noqa: E402
+from jobs.core.spark import DRIVER_JAVA_OPTIONS, driver_java_options, jvm_archive_path  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent / "out"
 START = "2024-01-01"
@@ -38,7 +38,7 @@ ENTITY = "clients"
 
 _SESSION = (
     "import json, sys, time; started = time.perf_counter()\n"
-    "from jobs.spark import get_spark\n"
+    "from jobs.core.spark import get_spark\n"
     "spark = get_spark('ostap-bench-archive', conf={'spark.driver.extraJavaOptions': sys.argv[1], "
     "'spark.ui.enabled': 'false'})\n"
     "assert spark.range(1000).selectExpr('sum(id) AS s').first().s == 499500\n"
@@ -46,7 +46,7 @@ _SESSION = (
 
 
 def warehouse(scale: str, days: int) -> Path:
-    from jobs.generate import generate_demo
+    from jobs.generator.generate import generate_demo
 
     root = BENCH_DIR / "data" / f"jvm-archive-{scale}-{days}d"
     if not (root / "raw" / ENTITY).is_dir():

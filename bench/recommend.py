@@ -4,11 +4,11 @@ and the offline metrics of both models.
     .venv/bin/python bench/recommend.py [--tenants 50000] [--premises 20000] [--k 10] [--threads 1]
         [--history-boost inf]
 
-The market is jobs.rec_models.synthetic_market (a hidden preference model; see its docstring);
+The market is jobs.recommendations.rec_models.synthetic_market (a hidden preference model; see its docstring);
 an "oracle" row ranks by that hidden preference (not knowing which premises were shown, it is a
 reference, not a ceiling: at 50,000 x 20,000 the history-aware LightFM matches it on recall).
 Its ods snapshots are written into a temporary warehouse, then the job runs its own path:
-Spark reads the snapshots and runs sql/rec_interactions.sql, the driver trains LightFM twice
+Spark reads the snapshots and runs sql/recommendations/rec_interactions.sql, the driver trains LightFM twice
 (the evaluation model on events before ds - 30 days, the served model on everything), scores
 every tenant against every premise in blocks with the hard filters applied before ranking, and
 Spark publishes the three marts. Figures are wall-clock seconds on this machine.
@@ -32,7 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-from jobs import rec_models, recommend  # noqa: E402
+from jobs.recommendations import rec_models, recommend  # noqa: E402
 
 DS = "2026-04-30"
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     root = tempfile.mkdtemp(prefix="ostap_bench_rec_")
     os.environ["OSTAP_WAREHOUSE"] = root
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    from jobs.spark import get_spark
+    from jobs.core.spark import get_spark
 
     spark = get_spark("ostap-bench-recommend", master=args.master,
                       conf={"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "4"})

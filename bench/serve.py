@@ -3,9 +3,9 @@
     .venv/bin/python bench/serve.py [--clients 50000] [--k 10] [--rate 200] [--duration 30]
                                     [--unknown-share 0.1] [--reference-duration 10]
 
-Starts a private redis-server (jobs.redis_local) and loads a synthetic version into it through
-the same code path as `ostap serve load` (jobs.serving.load_frames): --clients tenants x k
-premises for both models (arms by jobs.abtest), leads for --premises premises, and the
+Starts a private redis-server (jobs.local.redis_local) and loads a synthetic version into it through
+the same code path as `ostap serve load` (jobs.serving.serving.load_frames): --clients tenants x k
+premises for both models (arms by jobs.core.abtest), leads for --premises premises, and the
 cold-start list. Then starts the service as `ostap serve` in a subprocess and sends requests
 on a fixed schedule (open loop: request i is due at start + i/rate whatever the earlier ones
 did), a --unknown-share of them for clients without a list (cold starts). Latency is measured
@@ -38,7 +38,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jobs import abtest, net, redis_local, serving  # noqa: E402
+from jobs.core import abtest
+from jobs.local import net, redis_local
+from jobs.serving import serving  # noqa: E402
 
 DS = "2026-04-30"
 

@@ -26,8 +26,8 @@ Then, in one run, for the last day D:
      is then, and these rounds are what both targets are judged on (the chain of 3 starts while
      the JIT still compiles); the rows of every run must equal those of 3
   5. the dedup alone (no checks, no publish) in three formulations: the rank() window of the job
-     (sql/ods_snapshot.sql + sql/ods_snapshot_winners.sql), the max/min(struct) aggregate of
-     sql/ods_snapshot_aggregate.sql, and the same aggregate after a shuffle by key (so that it
+     (sql/ods_snapshot/ods_snapshot.sql + sql/ods_snapshot/ods_snapshot_winners.sql), the max/min(struct) aggregate of
+     sql/ods_snapshot/ods_snapshot_aggregate.sql, and the same aggregate after a shuffle by key (so that it
      sorts on the key alone, radix sort, and aggregates once); --formulation-rounds rounds, each
      running the three in a rotated order, their medians compared (one run each is too noisy)
   6. the same dedup in DuckDB on the same Parquet files, written to Parquet as well, in the
@@ -57,8 +57,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jobs import sqlfiles, tables  # noqa: E402
-from jobs.snapshot import DEFAULT_STATE_COMPACTION, build_snapshot, read_replica  # noqa: E402
+from jobs.core import sqlfiles, tables  # noqa: E402
+from jobs.ods_snapshot.snapshot import DEFAULT_STATE_COMPACTION, build_snapshot, read_replica  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent / "out"
 START = dt.date(2024, 1, 1)
@@ -171,8 +171,8 @@ def cold_incremental(ds: str, master: str, driver_memory: str, state_compaction:
     it: {"process_s": from the process's start to its exit, "job_s": build_snapshot alone}."""
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1])\n"
-        "from jobs.spark import get_spark\n"
-        "from jobs.snapshot import build_snapshot\n"
+        "from jobs.core.spark import get_spark\n"
+        "from jobs.ods_snapshot.snapshot import build_snapshot\n"
         "spark = get_spark('ostap-bench-cold', master=sys.argv[3], conf={'spark.driver.memory': sys.argv[4], "
         "'spark.ui.enabled': 'false'})\n"
         "result = build_snapshot(spark, 'clients', sys.argv[2], validate=False, state_compaction=float(sys.argv[5]))\n"
@@ -242,7 +242,7 @@ def main() -> int:
         shutil.rmtree(root / zone, ignore_errors=True)
     os.environ["OSTAP_WAREHOUSE"] = str(root)
     os.environ.setdefault("OSTAP_SPARK_LOG_LEVEL", "ERROR")
-    from jobs.spark import get_spark
+    from jobs.core.spark import get_spark
 
     spark = get_spark("ostap-bench-snapshot", master=args.master,
                       conf={"spark.driver.memory": args.driver_memory, "spark.ui.enabled": "false"})
@@ -341,12 +341,12 @@ def main() -> int:
             *raw.columns, "CAST(NULL AS string) AS reject_reason", "1 AS read_here").createOrReplaceTempView("bench_due")
         key_list, content_list = ", ".join(keys), ", ".join(content)
         listing = {
-            "window": sqlfiles.load("ods_snapshot_winners.sql", keys=key_list, content=content_list, ranked=f"""(
-                {sqlfiles.load("ods_snapshot.sql", keys=key_list, cutoff=cutoff, changes="bench_due")})"""),
-            "aggregate": sqlfiles.load("ods_snapshot_aggregate.sql", keys=key_list, content=content_list,
+            "window": sqlfiles.load("ods_snapshot/ods_snapshot_winners.sql", keys=key_list, content=content_list, ranked=f"""(
+                {sqlfiles.load("ods_snapshot/ods_snapshot.sql", keys=key_list, cutoff=cutoff, changes="bench_due")})"""),
+            "aggregate": sqlfiles.load("ods_snapshot/ods_snapshot_aggregate.sql", keys=key_list, content=content_list,
                                        changes="bench_due"),
             "aggregate after DISTRIBUTE BY key": sqlfiles.load(
-                "ods_snapshot_aggregate.sql", keys=key_list, content=content_list,
+                "ods_snapshot/ods_snapshot_aggregate.sql", keys=key_list, content=content_list,
                 changes=f"(SELECT * FROM bench_due DISTRIBUTE BY {key_list})"),
         }
         names = list(listing)

@@ -19,8 +19,8 @@ other entities go on.
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from jobs.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job
-from jobs.tables import ENTITIES
+from jobs.airflow.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job
+from jobs.core.tables import ENTITIES
 
 with DAG(
     dag_id="ods_snapshot_daily",
@@ -34,6 +34,7 @@ with DAG(
         snapshot = spark_job(
             f"snapshot_{entity}",
             "snapshot", "--entity", entity, "--ds", "{{ ds }}", "--incremental",
+            pipeline="ods_snapshot",
             outlets=[asset(f"ods.{entity}")],
             depends_on_past=True,
         )

@@ -12,7 +12,14 @@ published for `ds`.
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from jobs.dag_defaults import DAG_DEFAULTS, asset, dag_tags, ostap_command, spark_job, wait_for_partitions
+from jobs.airflow.dag_defaults import (
+    DAG_DEFAULTS,
+    asset,
+    dag_tags,
+    ostap_command,
+    spark_job,
+    wait_for_partitions,
+)
 
 INPUTS = ["ods.tenants", "ods.premises", "ods.deals", "ods.proposals", "ods.managers", "ods.page_views"]
 
@@ -26,6 +33,7 @@ with DAG(
     snapshots = wait_for_partitions("wait_for_snapshots", INPUTS)
     recommend = spark_job(
         "train_and_recommend", "recommend", "--ds", "{{ ds }}", "--k", "10",
+        pipeline="recommendations",
         outlets=[asset("marts.recommendations"), asset("marts.premise_leads"), asset("marts.rec_eval")],
     )
     serving = ostap_command("load_serving", "serve", "load", "--ds", "{{ ds }}")

@@ -12,7 +12,7 @@ forecast and the history is every full month before it, read from the sales snap
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, CronTriggerTimetable, Param
 
-from jobs.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job, wait_for_partitions
+from jobs.airflow.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job, wait_for_partitions
 
 with DAG(
     dag_id="sales_forecast_monthly",
@@ -27,6 +27,7 @@ with DAG(
     forecast = spark_job(
         "forecast_sales", "forecast", "--ds", "{{ ds }}",
         "--horizon", "{{ params.horizon }}", "--ambition", "{{ params.ambition }}",
+        pipeline="sales_forecast",
         outlets=[asset("marts.sales_forecast"), asset("marts.forecast_backtest"), asset("marts.sales_plan")],
     )
     published = EmptyOperator(task_id="published")

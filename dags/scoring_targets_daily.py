@@ -10,7 +10,7 @@ contracts and applications snapshots of `ds` are published.
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
-from jobs.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job, wait_for_partitions
+from jobs.airflow.dag_defaults import DAG_DEFAULTS, asset, dag_tags, spark_job, wait_for_partitions
 
 with DAG(
     dag_id="scoring_targets_daily",
@@ -21,6 +21,7 @@ with DAG(
 ) as dag:
     snapshots = wait_for_partitions("wait_for_snapshots", ["ods.clients", "ods.contracts", "ods.applications"])
     targets = spark_job("build_targets", "targets", "--ds", "{{ ds }}",
+                        pipeline="scoring_targets",
                         outlets=[asset("marts.scoring_targets"), asset("marts.target_recovery")])
     published = EmptyOperator(task_id="published")
     snapshots >> targets >> published

@@ -15,22 +15,23 @@ import logging
 import os
 import sys
 
-from jobs.errors import OstapError
+from jobs.core.errors import OstapError
 
 # command name -> module; modules are imported only when their command runs (keeps --help fast).
 COMMANDS: dict[str, str] = {
-    "demo": "jobs.demo",
-    "generate": "jobs.generate",
-    "snapshot": "jobs.snapshot",
-    "targets": "jobs.targets",
-    "forecast": "jobs.forecast",
-    "recommend": "jobs.recommend",
-    "validate": "jobs.validate",
-    "tables": "jobs.tables_cmd",
-    "query": "jobs.query",
-    "ddl": "jobs.ddl",
-    "serve": "jobs.serve",
-    "jvm-archive": "jobs.jvm_archive",
+    "demo": "jobs.local.demo",
+    "generate": "jobs.generator.generate",
+    "snapshot": "jobs.ods_snapshot.snapshot",
+    "targets": "jobs.scoring_targets.targets",
+    "forecast": "jobs.sales_forecast.forecast",
+    "recommend": "jobs.recommendations.recommend",
+    "validate": "jobs.warehouse.validate",
+    "tables": "jobs.warehouse.tables_cmd",
+    "query": "jobs.warehouse.query",
+    "ddl": "jobs.warehouse.ddl",
+    "serve": "jobs.serving.serve",
+    "redis": "jobs.local.redis_local",
+    "jvm-archive": "jobs.local.jvm_archive",
 }
 
 

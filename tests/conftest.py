@@ -32,7 +32,7 @@ _SESSION: dict = {}
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory):
-    from jobs.spark import get_spark
+    from jobs.core.spark import get_spark
 
     os.environ["OSTAP_WAREHOUSE"] = str(tmp_path_factory.mktemp("session_warehouse"))
     session = get_spark("ostap-tests", master="local[2]", conf=SPARK_TEST_CONF)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.tables import ENTITIES
+from jobs.core.tables import ENTITIES
 
 EXPECTED_DAGS = {"ods_snapshot_daily", "scoring_targets_daily", "recommendations_daily", "sales_forecast_monthly"}
 
@@ -13,7 +13,7 @@ EXPECTED_DAGS = {"ods_snapshot_daily", "scoring_targets_daily", "recommendations
 def dagbag(tmp_path_factory):
     import os
 
-    from jobs.airflow_local import DAGS, airflow_env
+    from jobs.local.airflow_local import DAGS, airflow_env
 
     env = airflow_env(tmp_path_factory.mktemp("airflow_home"))
     for key, value in env.items():
@@ -76,8 +76,8 @@ def rendered_spark_submit_commands(dagbag, ds: str) -> str:
 
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-    from jobs.airflow_local import REPO
-    from jobs.spark import jvm_archive_path
+    from jobs.core.spark import jvm_archive_path
+    from jobs.local.airflow_local import REPO
 
     lines = []
     for dag_id in sorted(dagbag.dag_ids):
@@ -87,7 +87,7 @@ def rendered_spark_submit_commands(dagbag, ds: str) -> str:
                 continue
             task.render_template_fields({"ds": ds, "params": dag.params.dump()})
             cmd = task._get_hook()._build_spark_submit_command(task.application)
-            # The class archive lives in the install (jobs.spark.jvm_archive_path), wherever that is.
+            # The class archive lives in the install (jobs.core.spark.jvm_archive_path), wherever that is.
             line = (" ".join(cmd).replace(str(jvm_archive_path()), "<jvm-archive>").replace(str(REPO), "<repo>")
                     .replace(sys.executable, "<python>"))
             lines.append(f"{dag_id}.{task.task_id}: {line}")
@@ -113,3 +113,11 @@ def test_rendered_spark_submit_commands_match_expected(dagbag):
         EXPECTED_COMMANDS.write_text(rendered)
         pytest.fail(f"rewrote {EXPECTED_COMMANDS}: review `git diff`, then rerun without OSTAP_UPDATE_EXPECTED")
     assert rendered == EXPECTED_COMMANDS.read_text()
+
+
+def test_a_spark_task_names_an_existing_pipeline():
+    from jobs.airflow.dag_defaults import pipeline_package, spark_job
+
+    assert pipeline_package("scoring_targets") == "jobs.scoring_targets"
+    with pytest.raises(ValueError, match="no pipeline 'scoring_target'"):
+        spark_job("build_targets", "targets", pipeline="scoring_target")

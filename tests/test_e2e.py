@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import airflow_local, redis_local, serving, storage, tables
+from jobs.core import storage, tables
+from jobs.local import airflow_local, redis_local
+from jobs.serving import serving
 
 # The scenario's first test also waits for the scheduler to run every backfill (its fixture).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
@@ -24,7 +26,7 @@ DEMO_START, DEMO_DAYS, DEMO_DS = "2024-05-22", 11, "2024-06-01"
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     """Small generated sources ending on DEMO_DS (the 1st of a month, so the forecast runs too)."""
-    from jobs.generate import generate_demo
+    from jobs.generator.generate import generate_demo
 
     root = tmp_path_factory.mktemp("e2e_warehouse")
     generate_demo(str(root), DEMO_START, DEMO_DAYS, 11, "small")
@@ -36,7 +38,7 @@ def _ostap(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 
 def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_path, spark):
-    from jobs.snapshot import build_snapshot
+    from jobs.ods_snapshot.snapshot import build_snapshot
 
     root = tmp_path / "wh"
     env = dict(os.environ, OSTAP_WAREHOUSE=str(root), OSTAP_SPARK_LOG_LEVEL="ERROR")
@@ -94,7 +96,7 @@ def test_two_runs_of_one_snapshot_at_once_both_succeed_and_publish_it_whole(gene
     for zone in ("ods", "state"):
         table_dir = tmp_path / "wh" / zone / "clients"
         assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
-    from jobs.snapshot import build_snapshot
+    from jobs.ods_snapshot.snapshot import build_snapshot
 
     build_snapshot(spark, "clients", DEMO_DS, mode="full", root=str(tmp_path / "wh"))  # a lone run
     key = lambda row: sorted(row.items())  # noqa: E731
@@ -104,7 +106,7 @@ def test_two_runs_of_one_snapshot_at_once_both_succeed_and_publish_it_whole(gene
 
 
 def test_snapshot_on_a_standalone_cluster_equals_local_mode(generated, tmp_path, spark):
-    from jobs.cluster import start_local_cluster
+    from jobs.local.cluster import start_local_cluster
 
     env = dict(os.environ, OSTAP_WAREHOUSE=str(generated), OSTAP_SPARK_LOG_LEVEL="ERROR")
     cluster = start_local_cluster(workers=2, cores=1, memory="1g")
@@ -121,7 +123,7 @@ def test_snapshot_on_a_standalone_cluster_equals_local_mode(generated, tmp_path,
         cluster.stop()
     t = tables.TABLES["ods.applications"]
     on_cluster = sorted(storage.read_partition(spark, t, DEMO_DS, root=str(tmp_path / "cluster_wh")).collect())
-    from jobs.snapshot import build_snapshot
+    from jobs.ods_snapshot.snapshot import build_snapshot
 
     local_root = tmp_path / "local_wh"
     local_root.mkdir()
@@ -217,7 +219,7 @@ def test_every_backfill_run_succeeds(backfilled):
 
 
 def test_every_table_is_published_validated_served_and_reported(backfilled, monkeypatch):
-    from jobs import catalog, report
+    from jobs.warehouse import catalog, report
 
     monkeypatch.setenv("OSTAP_WAREHOUSE", str(backfilled["root"]))
     counts = {t: n for t, ds, n in catalog.partition_counts() if ds == DEMO_DS}
@@ -242,7 +244,7 @@ def test_a_snapshot_backfill_runs_each_entitys_days_in_order_and_incrementally(b
     """The backfill's runs overlap, yet the scheduler holds each entity's day until its previous
     day has succeeded (depends_on_past), so the second day is computed incrementally from the
     state the backfill itself just wrote, and equals a full rebuild."""
-    from jobs.snapshot import build_snapshot
+    from jobs.ods_snapshot.snapshot import build_snapshot
 
     first, second = BACKFILL_DAYS
     waits = backfilled["waits"]
@@ -276,7 +278,7 @@ def test_a_snapshot_backfill_runs_each_entitys_days_in_order_and_incrementally(b
 def test_the_targets_backfill_reads_the_backfilled_snapshots_and_equals_the_daily_runs(backfilled, spark, monkeypatch):
     """`airflow backfill create` of scoring_targets_daily, its sensor waiting for the snapshot
     backfill's partitions: one partition per day, each equal to the job run directly on them."""
-    from jobs import targets
+    from jobs.scoring_targets import targets
 
     root = str(backfilled["root"])
     monkeypatch.setenv("OSTAP_PII_KEY", backfilled["env"]["OSTAP_PII_KEY"])  # the key the Spark tasks hashed with

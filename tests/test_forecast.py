@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import forecast_models as fm
+from jobs.sales_forecast import forecast_models as fm
 
 REPO = Path(__file__).resolve().parents[1]
 # US retail sales from Prophet's examples, in the shared folder beside the repository (CI's too).
@@ -269,16 +269,16 @@ def _daily_sales(stores: dict[int, int], end=dt.date(2024, 5, 31), seed=3) -> pd
 
 
 def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_path, capsys):
-    from jobs import storage
     from jobs.cli import main
-    from jobs.tables import TABLES
+    from jobs.core import storage
+    from jobs.core.tables import TABLES
 
     ds = "2024-06-15"
     sales = _daily_sales({1: 30, 2: 14, 3: 2, 4: 12})
     ods = TABLES["ods.sales"]
     frame = spark.createDataFrame(sales.assign(ods_dt=pd.Timestamp("2024-06-15"), ods_seq=1),
                                   schema=ods.spark_schema())
-    storage.publish_partition(frame, ods, ds, validate=False)
+    storage.publish_partition(frame, ods, ds, check=None)
 
     assert main(["forecast", "--ds", ds, "--origins", "2", "--ambition", "1.1", "--partitions", "2"]) == 0
     printed = capsys.readouterr().out
@@ -316,7 +316,7 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
 
     # The same rows from a CSV file give the same rows again (fits are deterministic); the
     # publish step is skipped here to keep the test short.
-    from jobs.forecast import fit_stores, load_sales
+    from jobs.sales_forecast.forecast import fit_stores, load_sales
 
     csv = tmp_path / "sales.csv"
     sales.rename(columns={"sale_date": "date"})[["store_id", "date", "sales"]].to_csv(csv, index=False)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from jobs import config, storage, tables
 from jobs.cli import COMMANDS, build_parser
-from jobs.ddl import render
-from jobs.spark import DRIVER_JAVA_OPTIONS, driver_java_options, jvm_archive_path, session_conf
+from jobs.core import config, storage, tables
+from jobs.core.spark import DRIVER_JAVA_OPTIONS, driver_java_options, jvm_archive_path, session_conf
+from jobs.warehouse.ddl import render
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -61,7 +61,7 @@ def test_warehouse_root_and_conf(monkeypatch, tmp_path):
 
 
 def test_session_defaults_and_conf_override():
-    from jobs.spark import session_conf
+    from jobs.core.spark import session_conf
 
     conf = session_conf(master="local[1]", conf={"spark.sql.shuffle.partitions": "3"})
     assert conf["spark.master"] == "local[1]"
@@ -71,7 +71,7 @@ def test_session_defaults_and_conf_override():
 
 
 def test_session_settings_are_put_back_after_the_block(spark):
-    from jobs.spark import session_settings
+    from jobs.core.spark import session_settings
 
     set_key, unset_key = "spark.sql.files.openCostInBytes", "spark.ostap.test.unset"
     before = spark.conf.get(set_key)
@@ -86,7 +86,7 @@ def test_session_settings_are_put_back_after_the_block(spark):
 def test_a_command_run_in_process_leaves_no_setting_on_the_shared_session(spark):
     from conftest import put_back_settings
 
-    from jobs.spark import get_spark
+    from jobs.core.spark import get_spark
 
     baseline = spark.conf.getAll
     # What `ostap <command> --conf ...` does in-process: getOrCreate hands back the shared session
@@ -99,7 +99,7 @@ def test_a_command_run_in_process_leaves_no_setting_on_the_shared_session(spark)
 
 
 def test_parquet_writes_give_up_dictionaries_that_grow_past_64_kb(spark, tmp_path):
-    """jobs.spark's dictionary page limit reaches the Parquet writer: a column of many values falls
+    """jobs.core.spark's dictionary page limit reaches the Parquet writer: a column of many values falls
     back to plain encoding once its dictionary passes 64 KB (at the 1 MB default it would keep
     its ~220 KB dictionary: each value repeats 4 times), a column of few values keeps its own."""
     import pyarrow.parquet as pq
@@ -119,7 +119,7 @@ def test_live_session_is_utc(spark):
 
 
 def test_live_driver_runs_the_throughput_collector(spark):
-    # jobs.spark.DRIVER_JAVA_OPTIONS must reach the JVM PySpark starts, not only the session conf.
+    # jobs.core.spark.DRIVER_JAVA_OPTIONS must reach the JVM PySpark starts, not only the session conf.
     jvm = spark.sparkContext._jvm
     beans = jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
     collectors = {beans.get(i).getName() for i in range(beans.size())}
@@ -137,7 +137,7 @@ def test_a_fresh_driver_loads_spark_from_the_install_time_class_archive(tmp_path
     assert archive.is_file(), f"no class archive at {archive}: `make install` makes it (`ostap jvm-archive`)"
     assert driver_java_options().endswith(f" -XX:SharedArchiveFile={archive}")
     log = tmp_path / "class-load.log"
-    code = ("import sys; from jobs.spark import driver_java_options, get_spark\n"
+    code = ("import sys; from jobs.core.spark import driver_java_options, get_spark\n"
             "spark = get_spark('ostap-archive-check', master='local[1]', conf={'spark.ui.enabled': 'false', "
             "'spark.driver.extraJavaOptions': driver_java_options() + ' -Xlog:class+load=info:file=' + sys.argv[1]})\n"
             "assert spark.range(5).selectExpr('sum(id) AS s').first().s == 10\n"
@@ -189,8 +189,8 @@ def _processes_naming(text: str) -> dict[int, str]:
 def test_a_class_archive_training_run_out_of_time_is_stopped_with_its_jvm(tmp_path):
     """`ostap jvm-archive` past its time limit: a one-line error, its training run and that run's
     driver JVM killed, and no archive or partial file left."""
-    from jobs.errors import OstapError
-    from jobs.jvm_archive import make_archive
+    from jobs.core.errors import OstapError
+    from jobs.local.jvm_archive import make_archive
 
     out_dir = tmp_path / "archive"
     seen: dict[int, str] = {}
@@ -230,9 +230,9 @@ def test_help_lists_every_command():
 def test_publish_is_a_staged_swap(spark, warehouse):
     t = tables.Table("demo_swap", "marts", ("id",), "id bigint, v string")
     first = spark.createDataFrame([(1, "a"), (2, "b")], t.spark_schema())
-    storage.publish_partition(first, t, "2024-01-01", validate=False)
+    storage.publish_partition(first, t, "2024-01-01", check=None)
     second = spark.createDataFrame([(3, "c")], t.spark_schema())
-    storage.publish_partition(second, t, "2024-01-01", validate=False)
+    storage.publish_partition(second, t, "2024-01-01", check=None)
     rows = storage.read_partition(spark, t, "2024-01-01").collect()
     assert [(r.id, r.v) for r in rows] == [(3, "c")]
     assert storage.list_partitions(spark, t) == ["2024-01-01"]
@@ -247,7 +247,7 @@ def _lock_table():
 
 
 class _LocksThroughHadoop:
-    """jobs.config as storage sees it, but with every path off local disk: the publish lock then
+    """jobs.core.config as storage sees it, but with every path off local disk: the publish lock then
     takes the branch it takes on HDFS or an object store (Hadoop's FileSystem API: create without
     overwrite, open, getFileStatus, delete), here on Hadoop's own local file system."""
 
@@ -272,7 +272,7 @@ def _rows(spark, t, *rows):
 
 def test_a_run_waits_for_another_publishing_the_same_partition_then_replaces_it(spark, warehouse):
     t = _lock_table()
-    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", validate=False)
+    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", check=None)
     held, released = threading.Event(), []
 
     def another_run():
@@ -286,7 +286,7 @@ def test_a_run_waits_for_another_publishing_the_same_partition_then_replaces_it(
     assert held.wait(30)
     lock = Path(storage.lock_path(t, "2024-01-01"))
     assert '"run_id": "other"' in lock.read_text()
-    storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", validate=False)
+    storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", check=None)
     published = time.monotonic()
     holder.join()
     assert released and published > released[0]  # it waited for the other run's publish to end
@@ -297,11 +297,11 @@ def test_a_run_waits_for_another_publishing_the_same_partition_then_replaces_it(
 
 def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse, monkeypatch, lock_file_system):
     t = _lock_table()
-    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", validate=False)
+    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", check=None)
     monkeypatch.setattr(storage, "PUBLISH_LOCK_WAIT_S", 1.0)
     with storage.publishing(spark, t, "2024-01-01", run_id="slowrun"):
         with pytest.raises(storage.PartitionBusyError) as busy:
-            storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", validate=False)
+            storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", check=None)
     message = str(busy.value)
     assert "marts.demo_lock ds=2024-01-01" in message and "run slowrun" in message
     assert "nothing was written" in message
@@ -324,13 +324,13 @@ class _FileSystemReleasingAfterExists:
     between the waiter's exists() and its open()."""
 
     def __init__(self, fs, lock: Path, calls: list):
-        self._fs, self._lock, self._calls = fs, lock, calls
+        self.hadoop_fs, self._lock, self._calls = fs, lock, calls
 
     def __getattr__(self, name):
-        return getattr(self._fs, name)
+        return getattr(self.hadoop_fs, name)
 
     def exists(self, path):
-        found = self._fs.exists(path)
+        found = self.hadoop_fs.exists(path)
         if self._lock.exists():
             self._lock.unlink()
             self._calls.append("exists")
@@ -360,9 +360,9 @@ def test_a_lock_released_while_another_run_reads_it_reads_as_free(spark, warehou
     if lock_file_system == "Hadoop FileSystem":
         # Written whole, but released between the waiter's exists() and its open().
         calls.clear()
-        real_fs = storage._fs
+        real_fs = storage.hadoop_fs
         with monkeypatch.context() as patch:
-            patch.setattr(storage, "_fs", lambda *args: (lambda fs, p: (
+            patch.setattr(storage, "hadoop_fs", lambda *args: (lambda fs, p: (
                 _FileSystemReleasingAfterExists(fs, lock, calls), p))(*real_fs(*args)))
             lock.write_text('{"run_id": "gone"}')
             assert storage._read_lock(spark, path) is None
@@ -393,12 +393,12 @@ def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, mon
         lock.write_text(json.dumps(holder))
         frame = _rows(spark, t, (value, holder["run_id"]))
         if stale:
-            storage.publish_partition(frame, t, "2024-01-01", validate=False)
+            storage.publish_partition(frame, t, "2024-01-01", check=None)
             assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01").collect()] == [tuple(frame.first())]
             assert not lock.exists()
         else:  # a live run elsewhere, as far as this host can tell
             with pytest.raises(storage.PartitionBusyError, match="run remote .*on elsewhere"):
-                storage.publish_partition(frame, t, "2024-01-01", validate=False)
+                storage.publish_partition(frame, t, "2024-01-01", check=None)
             assert json.loads(lock.read_text()) == holder
 
 
@@ -411,15 +411,15 @@ def test_append_records_keeps_earlier_records(spark, warehouse):
 
 
 def test_tables_and_query_read_published_partitions(spark, warehouse, capsys, tmp_path):
-    from jobs import catalog
     from jobs.cli import main
+    from jobs.warehouse import catalog
 
     t = tables.TABLES["marts.sales_plan"]
     import datetime as dt
 
     rows = [(1, dt.date(2024, 6, 1), 100.0, 1.1, 110.0), (2, dt.date(2024, 6, 1), 50.0, 1.1, 55.0)]
-    storage.publish_partition(spark.createDataFrame(rows, t.spark_schema()), t, "2024-06-01", validate=False)
-    storage.publish_partition(spark.createDataFrame(rows[:1], t.spark_schema()), t, "2024-07-01", validate=False)
+    storage.publish_partition(spark.createDataFrame(rows, t.spark_schema()), t, "2024-06-01", check=None)
+    storage.publish_partition(spark.createDataFrame(rows[:1], t.spark_schema()), t, "2024-07-01", check=None)
     assert ("marts.sales_plan", "2024-06-01", 2) in catalog.partition_counts()
     assert ("marts.sales_plan", "2024-07-01", 1) in catalog.partition_counts()
 
@@ -433,3 +433,20 @@ def test_tables_and_query_read_published_partitions(spark, warehouse, capsys, tm
     assert "query failed" in capsys.readouterr().err
     assert main(["tables", "--zone", "marts"]) == 0
     assert "marts.sales_plan  2024-07-01  1" in capsys.readouterr().out
+
+
+def test_every_ostap_variable_the_code_names_is_a_setting_and_in_the_readme():
+    import re
+
+    from jobs.core import settings
+
+    known = {s.name for s in settings.ALL}
+    named = {name for folder in ("jobs", "dags", "bin") for path in (REPO / folder).rglob("*.py")
+             for name in re.findall(r"OSTAP_[A-Z0-9_]+", path.read_text())}
+    assert named - known == set(), "read through jobs.core.settings and listed there"
+    unread = {s.name for s in settings.ALL
+              if not any(f"settings.{attr}" in path.read_text() for attr, value in vars(settings).items()
+                         if value is s for path in (REPO / "jobs").rglob("*.py"))}
+    assert unread == set()
+    assert settings.markdown_table() in (REPO / "README.md").read_text(), \
+        "README's configuration table is stale: python -m jobs.core.settings prints it"

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.cli import main
-from jobs.generate import generate_demo
-from jobs.tables import ENTITIES, ENTITY_PAYLOADS, TABLES
+from jobs.core.tables import ENTITIES, ENTITY_PAYLOADS, TABLES
+from jobs.generator.generate import generate_demo
 
 START = dt.date(2024, 1, 1)
 DAYS = 12

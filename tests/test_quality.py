@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs import quality, storage
-from jobs.errors import DataQualityError
-from jobs.tables import TABLES, published_tables
+from jobs.core import quality, storage
+from jobs.core.errors import DataQualityError
+from jobs.core.tables import TABLES, published_tables
 
 DS = "2024-03-01"
 PREVIOUS_DS = "2024-02-29"
@@ -76,7 +76,7 @@ def _good_value(column: str, ddl_type: str, i: int, day: dt.date, table_name: st
 
 def good_frame(spark, table, n: int = 3, ds: str = DS):
     """n rows that respect the table's schema, keys and documented semantics."""
-    from jobs.tables import _split_ddl
+    from jobs.core.tables import _split_ddl
 
     day = dt.date.fromisoformat(ds)
     columns = [part.split(" ", 1) for part in _split_ddl(table.schema)]
@@ -96,7 +96,7 @@ def recorded(spark, root, ds: str = DS):
 def assert_refused(spark, root, df, expectation: str, column: str, *fragments: str, ds: str = DS):
     table = TABLES["ods.premises"]
     with pytest.raises(DataQualityError) as caught:
-        storage.publish_partition(df, table, ds, root=str(root))
+        storage.publish_partition(df, table, ds, check=quality.gate, root=str(root))
     message = str(caught.value)
     for part in ("ods.premises", expectation, f"column {column}" if column else "table", *fragments):
         assert part in message, f"{part!r} not in {message!r}"
@@ -114,7 +114,7 @@ def test_every_published_table_has_a_suite_true_to_the_registry(spark):
     from pyspark.sql.types import StructType
 
     for table in published_tables():
-        path = EXPECTATIONS / f"{table.zone}.{table.name}.json"
+        path = EXPECTATIONS / table.pipeline / f"{table.zone}.{table.name}.json"
         assert path.exists(), f"{table.qualified} has no suite {path}"
         suite = json.loads(path.read_text())
         expectations = suite["expectations"]
@@ -246,13 +246,13 @@ def test_row_count_collapse_against_the_previous_day_is_refused(spark, warehouse
     # Ten rows make a meaningful baseline here; by default the band needs 100 (tiny tables swing).
     monkeypatch.setenv("OSTAP_DQ_MIN_PREVIOUS_ROWS", "10")
     table = TABLES["ods.premises"]
-    storage.publish_partition(premises(spark, 10, PREVIOUS_DS), table, PREVIOUS_DS, root=str(warehouse))
+    storage.publish_partition(premises(spark, 10, PREVIOUS_DS), table, PREVIOUS_DS, check=quality.gate, root=str(warehouse))
     message = assert_refused(spark, warehouse, premises(spark, 4), "expect_table_row_count_to_be_between", "",
                              "rows=4", f"previous ds={PREVIOUS_DS} rows=10", "min_value=5")
     assert "1 critical expectation(s) failed" in message
     assert storage.list_partitions(spark, table, str(warehouse)) == [PREVIOUS_DS]
     # Within the band (5 of 10 rows = 0.5x) the same day publishes.
-    storage.publish_partition(premises(spark, 5), table, DS, root=str(warehouse))
+    storage.publish_partition(premises(spark, 5), table, DS, check=quality.gate, root=str(warehouse))
     assert storage.list_partitions(spark, table, str(warehouse)) == [PREVIOUS_DS, DS]
 
 
@@ -261,10 +261,10 @@ def test_warnings_are_recorded_and_the_partition_is_published(spark, warehouse):
 
     table = TABLES["ods.premises"]
     df = premises(spark).withColumn("floor", F.when(F.col("premise_id") == 1, 999).otherwise(F.col("floor")))
-    storage.publish_partition(df, table, DS, root=str(warehouse), run_id="warnrun")
+    storage.publish_partition(df, table, DS, check=quality.gate, root=str(warehouse), run_id="warnrun")
     assert storage.list_partitions(spark, table, str(warehouse)) == [DS]
     rows = [r for r in recorded(spark, warehouse) if r["run_id"] == "warnrun"]
-    suite = json.loads((EXPECTATIONS / "ods.premises.json").read_text())
+    suite = json.loads((EXPECTATIONS / "ods_snapshot" / "ods.premises.json").read_text())
     assert len(rows) == len(suite["expectations"])
     assert [(r["expectation"], r["column_name"], r["severity"]) for r in rows if not r["success"]] == [
         ("expect_column_values_to_be_between", "floor", "warning")]
@@ -278,7 +278,7 @@ def test_a_table_without_a_suite_is_refused(spark, warehouse, monkeypatch, tmp_p
     monkeypatch.setenv("OSTAP_EXPECTATIONS_DIR", str(tmp_path))
     table = TABLES["ods.premises"]
     with pytest.raises(DataQualityError, match="ods.premises has no expectation suite"):
-        storage.publish_partition(premises(spark), table, DS, root=str(warehouse))
+        storage.publish_partition(premises(spark), table, DS, check=quality.gate, root=str(warehouse))
     assert storage.list_partitions(spark, table, str(warehouse)) == []
 
 
@@ -288,7 +288,7 @@ def test_ostap_validate_prints_a_verdict(spark, warehouse, capsys):
     from jobs import cli
 
     table = TABLES["marts.recommendations"]
-    storage.publish_partition(good_frame(spark, table), table, DS, root=str(warehouse))
+    storage.publish_partition(good_frame(spark, table), table, DS, check=quality.gate, root=str(warehouse))
     assert cli.main(["validate", "--table", "recommendations", "--ds", DS, "--run-id", "byhand"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"marts.recommendations ds={DS}: PASSED") and "rows=3" in out
@@ -298,6 +298,6 @@ def test_ostap_validate_prints_a_verdict(spark, warehouse, capsys):
 
 
 def test_jobs_modules_do_not_import_great_expectations():
-    code = ("import sys, jobs.quality, jobs.validate, jobs.storage, jobs.cli; jobs.cli.build_parser(); "
+    code = ("import sys, jobs.core.quality, jobs.warehouse.validate, jobs.core.storage, jobs.cli; jobs.cli.build_parser(); "
             "assert 'great_expectations' not in sys.modules, 'imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)

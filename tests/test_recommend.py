@@ -1,7 +1,7 @@
 """Tests of `ostap recommend`: hard filters, A/B arms, LightFM against the baseline, cold start,
 determinism, block scoring, generic mode, and the published tables.
 
-The data is jobs.rec_models.synthetic_market: a small market whose deals, proposals and views come
+The data is jobs.recommendations.rec_models.synthetic_market: a small market whose deals, proposals and views come
 from a hidden preference model the recommenders do not see. Its ods snapshots are published once
 per module into a private warehouse and read back through the job's own Spark path.
 """
@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jobs import abtest, cli, rec_models, recommend, storage
-from jobs.tables import TABLES
+from jobs import cli
+from jobs.core import abtest, storage
+from jobs.core.tables import TABLES
+from jobs.recommendations import rec_models, recommend
 
 DS = "2026-04-30"
 START = "2026-01-01"
@@ -244,9 +246,9 @@ def test_generated_deals_respect_the_tenants_criteria():
     from a small share of exceptions, so the 10% filters keep at least 90% of them."""
     import datetime as dt
 
-    from jobs.gen import leasing
-    from jobs.gen.cdc import Window
-    from jobs.generate import SCALES
+    from jobs.generator import leasing
+    from jobs.generator.cdc import Window
+    from jobs.generator.generate import SCALES
 
     window = Window(first_day=(dt.date(2024, 1, 1) - dt.date(1970, 1, 1)).days, days=14)
     entities = {e.name: e for e in leasing.generate(window, SCALES["small"], np.random.default_rng([1, 3]))}

@@ -16,9 +16,12 @@ from collections import defaultdict
 import pandas as pd
 import pytest
 
-from jobs import abtest, cli, net, redis_local, serving, storage
-from jobs.errors import DataQualityError, OstapError
-from jobs.tables import TABLES
+from jobs import cli
+from jobs.core import abtest, quality, storage
+from jobs.core.errors import DataQualityError, OstapError
+from jobs.core.tables import TABLES
+from jobs.local import net, redis_local
+from jobs.serving import serving
 
 DS1, DS2 = "2026-03-01", "2026-03-02"
 USERS = list(range(1, 13))
@@ -76,12 +79,12 @@ def published(spark, tmp_path_factory):
         for table, frame in ((TABLES["marts.recommendations"], recs_frame(ds)),
                              (TABLES["marts.premise_leads"], leads_frame(ds))):
             df = spark.createDataFrame(frame, schema=table.spark_schema())
-            storage.publish_partition(df, table, ds, root=root)
+            storage.publish_partition(df, table, ds, check=quality.gate, root=root)
     # DS1 also has its premises snapshot: the cold-start list must skip the occupied ones.
     premises = TABLES["ods.premises"]
     rows = [(p, 50.0, 1000.0, "center", "left", p not in OCCUPIED_DS1, 1, "office",
              dt.datetime(2026, 3, 1, 12), p) for p in range(100, 100 + ITEMS)]
-    storage.publish_partition(spark.createDataFrame(rows, schema=premises.spark_schema()), premises, DS1, root=root)
+    storage.publish_partition(spark.createDataFrame(rows, schema=premises.spark_schema()), premises, DS1, check=quality.gate, root=root)
     return root
 
 

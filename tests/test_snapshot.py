@@ -14,10 +14,10 @@ import random
 import pyarrow.parquet as pq
 import pytest
 
-from jobs import snapshot as snapshot_job
-from jobs import storage, tables
-from jobs.errors import BadInputError, DataQualityError, OstapError
-from jobs.snapshot import STATE_SIDECAR, build_snapshot, read_state
+from jobs.core import storage, tables
+from jobs.core.errors import BadInputError, DataQualityError, OstapError
+from jobs.ods_snapshot import snapshot as snapshot_job
+from jobs.ods_snapshot.snapshot import STATE_SIDECAR, build_snapshot, read_state
 
 RAW = tables.TABLES["raw.clients"]
 ODS = tables.TABLES["ods.clients"]
@@ -410,7 +410,7 @@ def key_figures(result) -> dict:
 
 @pytest.mark.slow
 def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
-    from jobs.generate import generate_demo
+    from jobs.generator.generate import generate_demo
 
     generate_demo(out=str(warehouse), start="2024-01-01", days=30, seed=1, scale="small")
     days = [(dt.date(2024, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(30)]
@@ -499,7 +499,7 @@ def test_untouched_keys_come_from_the_state_when_ods_was_written_by_another_run(
     # ods of 2024-01-02 republished by another run (say a crash between the ods and state swaps
     # of a rerun): it no longer matches state 2024-01-02, so the run reads the state instead.
     ods_rows = storage.read_partition(spark, ODS, "2024-01-02").where("client_id <> 2")
-    storage.publish_partition(ods_rows.localCheckpoint(), ODS, "2024-01-02", run_id="another",
+    storage.publish_partition(ods_rows.localCheckpoint(), ODS, "2024-01-02", check=None, run_id="another",
                               sidecar={snapshot_job.SNAPSHOT_SIDECAR: '{"run_id": "another"}'})
     result = snapshot(spark, "clients", "2024-01-03")
     assert result.untouched_from == "state"

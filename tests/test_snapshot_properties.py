@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jobs import storage, tables
-from jobs.snapshot import build_snapshot, read_state
-from jobs.spark import session_settings
+from jobs.core import storage, tables
+from jobs.core.spark import session_settings
+from jobs.ods_snapshot.snapshot import build_snapshot, read_state
 
 pytestmark = pytest.mark.property
 

@@ -15,10 +15,11 @@ import sys
 
 import pytest
 
-from jobs import pii, storage, targets
 from jobs.cli import main
-from jobs.errors import BadInputError, OstapError
-from jobs.tables import TABLES
+from jobs.core import pii, storage
+from jobs.core.errors import BadInputError, OstapError
+from jobs.core.tables import TABLES
+from jobs.scoring_targets import targets
 
 DS = "2024-06-30"  # with the default 90-day window: contracts signed on or before 2024-04-01
 KEY = "test-key-0123456789abcdef"
@@ -41,7 +42,7 @@ def write_ods(spark, entity: str, rows: list[dict], ds: str = DS) -> None:
     table = TABLES[f"ods.{entity}"]
     filled = [{"ods_dt": ts("2024-01-01 00:00:00"), "ods_seq": 1} | row for row in rows]
     df = spark.createDataFrame([tuple(r.get(c) for c in table.columns) for r in filled], table.spark_schema())
-    storage.publish_partition(df, table, ds, validate=False)
+    storage.publish_partition(df, table, ds, check=None)
 
 
 CLIENTS = [
@@ -287,8 +288,8 @@ def pandas_recovery(root, ds: str, window_days: int = 90) -> dict:
 
 
 def test_recovery_on_generated_data_matches_an_independent_count(spark, warehouse, monkeypatch):
-    from jobs.generate import generate_demo
-    from jobs.snapshot import build_snapshot
+    from jobs.generator.generate import generate_demo
+    from jobs.ods_snapshot.snapshot import build_snapshot
 
     monkeypatch.setenv(pii.KEY_ENV, KEY)
     generate_demo(str(warehouse), GEN_START, GEN_DAYS, seed=7, scale="small")

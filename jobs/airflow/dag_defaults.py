@@ -1,0 +1,127 @@
+"""What every ostap DAG shares: defaults, the Spark task factory and the partition sensor.
+
+Imported by the DAG files only; it must stay cheap to import (no Spark, no Great Expectations).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from jinja2 import StrictUndefined
+
+from jobs.core import settings
+from jobs.core.spark import driver_java_options
+
+REPO = Path(__file__).resolve().parents[2]  # the repository root
+SPARK_APP = str(REPO / "bin" / "spark_app.py")
+
+START_DATE = datetime(2024, 1, 1)
+OWNER = "ostap"
+
+DEFAULT_ARGS = {
+    "owner": OWNER,
+    "retries": settings.TASK_RETRIES.get_int(),
+    "retry_delay": timedelta(minutes=5),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=2),
+}
+
+DAG_DEFAULTS = {
+    "start_date": START_DATE,
+    "default_args": DEFAULT_ARGS,
+    "catchup": False,
+    "max_active_runs": 3,
+    "template_undefined": StrictUndefined,
+}
+
+
+def dag_tags(*extra: str) -> list[str]:
+    return ["ostap", *extra]
+
+
+def pipeline_package(pipeline: str) -> str:
+    """jobs.<pipeline>, checked to exist when a DAG file names it (the DAG fails to load otherwise)."""
+    import importlib.util
+
+    package = f"jobs.{pipeline}"
+    if importlib.util.find_spec(package) is None:
+        raise ValueError(f"no pipeline {pipeline!r}: there is no package {package}")
+    return package
+
+
+def spark_job(task_id: str, *cli_args: str, pipeline: str, outlets=None, **kwargs):
+    """A SparkSubmitOperator running one `ostap` command of `pipeline` through connection
+    spark_default.
+
+    The same task runs on local[*] or a cluster: only the connection changes.
+    """
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    pipeline_package(pipeline)
+
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=SPARK_APP,
+        application_args=list(cli_args),
+        conn_id="spark_default",
+        name=f"ostap-{task_id}",
+        driver_memory=settings.DRIVER_MEMORY.get(),
+        # The driver starts before the job's own session settings apply: its JVM options go here.
+        conf={"spark.sql.session.timeZone": "UTC", "spark.driver.extraJavaOptions": driver_java_options()},
+        outlets=outlets or [],
+        **kwargs,
+    )
+
+
+def ostap_command(task_id: str, *cli_args: str, **kwargs):
+    """A light `ostap` command that needs no Spark (e.g. loading Redis), run by the worker itself
+    with the interpreter Airflow runs on."""
+    import shlex
+    import sys
+
+    from airflow.providers.standard.operators.bash import BashOperator
+
+    return BashOperator(task_id=task_id, bash_command=shlex.join([sys.executable, "-m", "jobs", *cli_args]),
+                        **kwargs)
+
+
+def partition_ready(table: str, ds: str) -> bool:
+    """True when `table` (zone.name) has a published partition ds (its _SUCCESS marker exists)."""
+    from jobs.core.tables import table as lookup
+
+    t = lookup(table)
+    marker = t.partition_path(ds) + "/_SUCCESS"
+    if "://" in marker and not marker.startswith("file:"):
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(marker).exists()
+    return os.path.exists(marker.removeprefix("file://").removeprefix("file:"))
+
+
+def wait_for_partitions(task_id: str, tables: list[str], ds: str = "{{ ds }}"):
+    """A sensor that waits until every input partition of the run's date is published."""
+    from airflow.providers.standard.sensors.python import PythonSensor
+
+    return PythonSensor(
+        task_id=task_id,
+        python_callable=_all_ready,
+        op_kwargs={"tables": tables, "ds": ds},
+        mode="reschedule",
+        poke_interval=timedelta(seconds=settings.SENSOR_POKE_S.get_int()),
+        timeout=timedelta(hours=12),
+        retries=0,
+    )
+
+
+def _all_ready(tables: list[str], ds: str) -> bool:
+    return all(partition_ready(t, ds) for t in tables)
+
+
+def asset(table: str):
+    """The Airflow Asset of a published table (lineage in the UI)."""
+    from airflow.sdk import Asset
+
+    return Asset(name=table, uri=f"ostap://{table.replace('.', '/')}")

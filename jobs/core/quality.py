@@ -1,0 +1,483 @@
+"""The data-quality gate before every publish: the table's Great Expectations suite on the job's DataFrame.
+
+`storage.publish_partition` calls `gate(df, table, ds)` before it writes anything. The gate
+
+  1. loads `expectations/<pipeline>/<zone>.<name>.json` (one suite per published table, reviewed like code;
+     every expectation carries meta.severity = critical | warning);
+  2. fills the suite's runtime parameters from ds and the warehouse: the row-count band against
+     the previous published partition of the same table (`row_count_min` / `row_count_max`), the
+     end of ds for ODS snapshots (`ods_dt_upper`) and the freshness floor (`ods_dt_fresh_since`);
+  3. validates the persisted DataFrame through GX's Spark data source, once with BOOLEAN_ONLY
+     (cheap: no unexpected-value lists) and, only when something failed, once more with SUMMARY
+     for the failed expectations, to name a few offending values;
+  4. appends one row per expectation to dq.validation_results (partition ds) and writes a Data
+     Docs page (GX's own validation-results renderer) under {warehouse}/reports/data_docs/;
+  5. raises DataQualityError if a critical expectation failed (so nothing is published);
+     failed warnings are logged and recorded, and the job goes on.
+
+Great Expectations is imported inside functions only (DAG files import jobs modules) with its
+analytics off; one ephemeral context is reused for the whole process.
+
+Settings (environment; `ostap validate` has options for the band):
+  OSTAP_EXPECTATIONS_DIR       folder of the suites (default: expectations/ beside jobs/)
+  OSTAP_DQ_ROW_COUNT_BAND      LO:HI ratio band against the previous partition, e.g. 0.5:2
+                               (default: each suite's meta.row_count_band)
+  OSTAP_DQ_MIN_PREVIOUS_ROWS   the band applies only when the previous partition had at least
+                               this many rows (tiny tables swing; default: the suite's meta)
+  OSTAP_DQ_DATA_DOCS           0 to skip the HTML pages (results are still recorded)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import json
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs.core import config, settings
+from jobs.core.errors import DataQualityError, OstapError
+from jobs.core.resources import resource_dir
+
+log = logging.getLogger(__name__)
+
+EXPECTATIONS_DIR = resource_dir("expectations")
+SEVERITIES = ("critical", "warning")
+DEFAULT_BAND = (0.5, 2.0)
+DEFAULT_MIN_PREVIOUS_ROWS = 100
+DEFAULT_MAX_AGE_DAYS = 3
+# A stand-in for "no upper bound": GX refuses an expectation whose bounds are both missing.
+NO_UPPER_BOUND = 2**62
+MAX_OBSERVED_CHARS = 1000
+EXAMPLE_VALUES = 5
+
+# Which failure to name first in the one-line error: the schema explains everything after it.
+_FAILURE_ORDER = {
+    "expect_table_columns_to_match_set": 0,
+    "expect_column_values_to_be_of_type": 1,
+    "expect_table_row_count_to_be_between": 2,
+    "expect_column_values_to_not_be_null": 3,
+    "expect_column_values_to_be_unique": 4,
+    "expect_compound_columns_to_be_unique": 4,
+}
+
+
+# Arguments the one-line description leaves out (the column is named anyway; the column set is long).
+_NOT_SHOWN = ("column", "column_list", "column_A", "column_B", "batch_id", "column_set", "exact_match")
+
+
+@dataclass
+class CheckResult:
+    """The outcome of one expectation on one partition (one row of dq.validation_results)."""
+
+    expectation: str
+    column: str
+    severity: str
+    success: bool
+    observed: str
+    kwargs: dict = field(default_factory=dict)
+
+    def describe(self) -> str:
+        bounds = ", ".join(f"{k}={_fmt(v)}" for k, v in self.kwargs.items()
+                           if k not in _NOT_SHOWN)
+        target = f"column {self.column}" if self.column else "table"
+        return f"{self.expectation} on {target}{f' ({bounds})' if bounds else ''}: {self.observed}"
+
+
+@dataclass
+class Verdict:
+    """Everything one validation found, and what it takes to explain it in one line."""
+
+    table: str
+    ds: str
+    run_id: str
+    rows: int
+    previous: tuple[str, int] | None
+    checks: list[CheckResult]
+    seconds: float
+    docs_page: str | None = None
+    suite: str = ""  # the suite file, as the repository names it
+
+    @property
+    def failed_critical(self) -> list[CheckResult]:
+        failed = [c for c in self.checks if not c.success and c.severity == "critical"]
+        return sorted(failed, key=lambda c: _FAILURE_ORDER.get(c.expectation, 9))
+
+    @property
+    def failed_warnings(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.success and c.severity == "warning"]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed_critical
+
+    def error_message(self) -> str:
+        failed = self.failed_critical
+        shown = "; ".join(c.describe() for c in failed[:3])
+        more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+        return (f"{self.table} ds={self.ds}: {len(failed)} critical expectation(s) failed, nothing was "
+                f"published: {shown}{more} (suite {self.suite}; every result is in "
+                f"dq.validation_results ds={self.ds} run_id={self.run_id})")
+
+    def summary(self) -> str:
+        verdict = "PASSED" if self.passed else "FAILED"
+        previous = f", previous ds={self.previous[0]} rows={self.previous[1]}" if self.previous else ""
+        lines = [f"{self.table} ds={self.ds}: {verdict} ({len(self.checks)} expectations, "
+                 f"{len(self.failed_critical)} critical failed, {len(self.failed_warnings)} warnings; "
+                 f"rows={self.rows}{previous}; {self.seconds:.1f} s; run_id={self.run_id})"]
+        lines += [f"  critical: {c.describe()}" for c in self.failed_critical]
+        lines += [f"  warning: {c.describe()}" for c in self.failed_warnings]
+        if self.docs_page:
+            lines.append(f"  data docs: {self.docs_page}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------- suites
+
+def expectations_dir() -> Path:
+    return Path(settings.EXPECTATIONS_DIR.get() or EXPECTATIONS_DIR)
+
+
+def suite_path(table) -> Path:
+    return expectations_dir() / table.pipeline / f"{table.qualified}.json"
+
+
+def load_suite_config(table) -> dict | None:
+    """The suite JSON of a table (None when the file does not exist), checked for severities."""
+    path = suite_path(table)
+    if not path.exists():
+        return None
+    try:
+        suite = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise OstapError(f"expectation suite {path} is not valid JSON: {exc}") from None
+    for i, expectation in enumerate(suite.get("expectations", [])):
+        severity = (expectation.get("meta") or {}).get("severity")
+        if severity not in SEVERITIES:
+            raise OstapError(f"expectation suite {path}: expectation #{i} ({expectation.get('type')}) has "
+                             f"meta.severity {severity!r}; expected one of {', '.join(SEVERITIES)}")
+    return suite
+
+
+def _build_suite(suite_config: dict, path: Path):
+    import great_expectations as gx
+
+    expected = suite_config.get("expectations", [])
+    suite = gx.ExpectationSuite(name=suite_config.get("name") or path.stem, expectations=expected,
+                                meta=suite_config.get("meta") or {})
+    # GX logs and drops an expectation it cannot build; a dropped check must not pass silently.
+    if len(suite.expectations) != len(expected):
+        built = {e.expectation_type for e in suite.expectations}
+        bad = sorted({e.get("type") for e in expected} - built) or ["(invalid kwargs)"]
+        raise OstapError(f"expectation suite {path}: {len(expected) - len(suite.expectations)} expectation(s) "
+                         f"could not be built by Great Expectations: {', '.join(map(str, bad))}")
+    return suite
+
+
+# ---------------------------------------------------------------------------------------- GX
+
+_GX: dict = {}
+
+
+def _batch_definition(spark, asset_name: str):
+    """The whole-DataFrame batch definition of an asset in the process-wide ephemeral context."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    application = spark.sparkContext.applicationId
+    if _GX.get("application") != application:
+        # A new SparkSession (the previous one stopped): GX's engine must not keep the old one.
+        _GX.clear()
+        _GX["application"] = application
+    if "source" not in _GX:
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        _GX["context"] = context
+        _GX["source"] = context.data_sources.add_spark(name="ostap_spark")
+        _GX["definitions"] = {}
+    definitions = _GX["definitions"]
+    if asset_name not in definitions:
+        asset = _GX["source"].add_dataframe_asset(name=asset_name)
+        definitions[asset_name] = asset.add_batch_definition_whole_dataframe("whole_partition")
+    return definitions[asset_name]
+
+
+# ---------------------------------------------------------------------------------------- parameters
+
+def parse_band(text: str) -> tuple[float, float]:
+    """'0.5:2' -> (0.5, 2.0); the ratios of the current row count to the previous partition's."""
+    try:
+        low, high = (float(part) for part in text.split(":"))
+    except ValueError:
+        raise OstapError(f"row count band {text!r}: expected LO:HI ratios, e.g. 0.5:2") from None
+    if not 0 <= low <= 1 <= high:
+        raise OstapError(f"row count band {text!r}: expected 0 <= LO <= 1 <= HI, e.g. 0.5:2")
+    return low, high
+
+
+def _band_settings(suite_meta: dict, band: str | None) -> tuple[float, float, int]:
+    meta = suite_meta.get("row_count_band") or {}
+    low, high = meta.get("min_ratio", DEFAULT_BAND[0]), meta.get("max_ratio", DEFAULT_BAND[1])
+    text = band or settings.DQ_ROW_COUNT_BAND.get()
+    if text:
+        low, high = parse_band(text)
+    min_previous = settings.DQ_MIN_PREVIOUS_ROWS.get()
+    min_previous = int(min_previous) if min_previous else int(meta.get("min_previous_rows", DEFAULT_MIN_PREVIOUS_ROWS))
+    return low, high, min_previous
+
+
+def previous_partition(spark, table, ds: str, root: str | None = None) -> tuple[str, int] | None:
+    """(ds, rows) of the newest published partition of the table before ds, or None."""
+    from jobs.core import storage
+
+    earlier = [value for value in storage.list_partitions(spark, table, root) if value < ds]
+    if not earlier:
+        return None
+    return earlier[-1], storage.read_partition(spark, table, earlier[-1], root).count()
+
+
+def _as_spark_collects(moment: dt.datetime) -> dt.datetime:
+    # PySpark hands timestamps to Python as naive local times; compare like with like.
+    return moment.replace(tzinfo=dt.UTC).astimezone().replace(tzinfo=None)
+
+
+def suite_parameters(suite_meta: dict, ds: str, previous: tuple[str, int] | None,
+                     band: str | None = None) -> dict:
+    """Values of the $PARAMETER placeholders the suites use."""
+    day = _parse_ds(ds)
+    low, high, min_previous = _band_settings(suite_meta, band)
+    if previous is not None and previous[1] >= min_previous:
+        row_count_min, row_count_max = math.ceil(previous[1] * low), math.floor(previous[1] * high)
+    else:
+        row_count_min, row_count_max = 0, NO_UPPER_BOUND
+    end_of_ds = dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+    max_age = (suite_meta.get("freshness") or {}).get("max_age_days", DEFAULT_MAX_AGE_DAYS)
+    return {
+        "row_count_min": row_count_min,
+        "row_count_max": row_count_max,
+        "ds_date": day,
+        "ods_dt_upper": _as_spark_collects(end_of_ds),
+        "ods_dt_fresh_since": _as_spark_collects(end_of_ds - dt.timedelta(days=max_age)),
+    }
+
+
+def _parse_ds(ds: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(str(ds))
+    except ValueError:
+        raise OstapError(f"ds {ds!r}: expected a date YYYY-MM-DD") from None
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+def validate(df, table, ds: str, run_id: str | None = None, root: str | None = None,
+             band: str | None = None, record: bool = True) -> Verdict:
+    """Run the table's suite on `df` (the partition to publish); record and return the verdict.
+
+    Never raises for failed expectations (see `gate`); raises OstapError when the table has no
+    suite or the suite is broken.
+    """
+    from pyspark import StorageLevel
+
+    started = time.perf_counter()
+    run_id = run_id or uuid.uuid4().hex[:12]
+    ds = _parse_ds(ds).isoformat()
+    suite_config = load_suite_config(table)
+    if suite_config is None:
+        raise DataQualityError(f"{table.qualified} has no expectation suite: every published table needs "
+                               f"{suite_path(table)} (see the other files in {expectations_dir()})")
+    suite = _build_suite(suite_config, suite_path(table))
+    spark = df.sparkSession
+
+    # GX runs several Spark jobs on the frame and the publish writes it next: compute it once.
+    if not df.is_cached:
+        df.persist(StorageLevel.MEMORY_AND_DISK)
+    frame = df.drop(table.partition) if table.partition in df.columns else df
+    rows = frame.count()
+    previous = previous_partition(spark, table, ds, root)
+    parameters = suite_parameters(suite_config.get("meta") or {}, ds, previous, band)
+
+    batch = _batch_definition(spark, table.qualified).get_batch(batch_parameters={"dataframe": frame})
+    result = batch.validate(suite, result_format="BOOLEAN_ONLY", expectation_parameters=parameters)
+    failed = [i for i, r in enumerate(result.results) if not r.success]
+    if failed:
+        # Second pass only over what failed, with a few offending values per expectation.
+        import great_expectations as gx
+
+        detail_suite = gx.ExpectationSuite(name=f"{suite.name}.failed",
+                                           expectations=[result.results[i].expectation_config for i in failed])
+        detailed = batch.validate(detail_suite, result_format={"result_format": "SUMMARY",
+                                                               "partial_unexpected_count": EXAMPLE_VALUES},
+                                  expectation_parameters=parameters)
+        for i, detail in zip(failed, detailed.results, strict=True):
+            result.results[i] = detail
+
+    checks = [_check(r, rows, previous, set(frame.columns)) for r in result.results]
+    verdict = Verdict(table.qualified, ds, run_id, rows, previous, checks, 0.0,
+                      suite=f"expectations/{table.pipeline}/{table.qualified}.json")
+    if record:
+        _record(spark, verdict, root)
+        verdict.docs_page = _write_data_docs(spark, verdict, result, root)
+    verdict.seconds = time.perf_counter() - started
+    log.info("data quality %s ds=%s: %s, %d expectations, %d critical failed, %d warnings, %.2f s",
+             table.qualified, ds, "passed" if verdict.passed else "FAILED", len(checks),
+             len(verdict.failed_critical), len(verdict.failed_warnings), verdict.seconds)
+    return verdict
+
+
+def gate(df, table, ds, run_id=None, root=None) -> None:
+    """Fail before publishing when a critical expectation fails; warnings are recorded and logged.
+
+    Tables outside the published registry (state.*) are checked only if a suite exists for them.
+    """
+    if not table.published and not suite_path(table).exists():
+        return None
+    verdict = validate(df, table, ds, run_id=run_id, root=root)
+    for warning in verdict.failed_warnings:
+        log.warning("data quality warning %s ds=%s: %s", verdict.table, verdict.ds, warning.describe())
+    if not verdict.passed:
+        raise DataQualityError(verdict.error_message())
+    return None
+
+
+# ---------------------------------------------------------------------------------------- results
+
+def _check(result, rows: int, previous: tuple[str, int] | None, columns: set[str]) -> CheckResult:
+    configuration = result.expectation_config
+    kwargs = {k: v for k, v in configuration.kwargs.items() if k != "batch_id"}
+    column = kwargs.get("column") or ",".join(kwargs.get("column_list") or []) or \
+        ",".join(c for c in (kwargs.get("column_A"), kwargs.get("column_B")) if c)
+    if configuration.type == "expect_table_columns_to_match_set":
+        column = ""
+    observed = _observed(result)
+    absent = [c for c in column.split(",") if c and c not in columns]
+    if absent:
+        # GX's own error for a missing column is an internal one ("list index out of range").
+        observed = f"column {', '.join(absent)} does not exist"
+    if configuration.type == "expect_table_row_count_to_be_between":
+        prior = f", previous ds={previous[0]} rows={previous[1]}" if previous else ", no previous partition"
+        observed = f"rows={rows}{prior}"
+    return CheckResult(configuration.type, column, (configuration.meta or {}).get("severity", "critical"),
+                       bool(result.success), observed[:MAX_OBSERVED_CHARS], kwargs)
+
+
+def _observed(result) -> str:
+    """A short text of what GX saw: the exception, the mismatch, or counts and a few values."""
+    message = _exception_message(result.exception_info)
+    if message:
+        return f"error: {message}"
+    found = result.result or {}
+    mismatched = (found.get("details") or {}).get("mismatched")
+    if mismatched:
+        parts = [f"{kind} {sorted(values)}" for kind, values in mismatched.items() if values]
+        return f"columns {'; '.join(parts)}"
+    if "unexpected_count" in found:
+        shown = found.get("partial_unexpected_list") or []
+        text = f"{found['unexpected_count']} of {found.get('element_count')} rows unexpected"
+        return text + (f", e.g. {_fmt(shown[:EXAMPLE_VALUES])}" if shown else "")
+    if "observed_value" in found:
+        return f"observed {_fmt(found['observed_value'])}"
+    return "ok" if result.success else "failed"
+
+
+def _exception_message(info) -> str:
+    if not isinstance(info, dict):
+        return ""
+    if info.get("raised_exception") and info.get("exception_message"):
+        return str(info["exception_message"]).splitlines()[0]
+    for value in info.values():  # keyed by metric id when a metric failed to resolve
+        if isinstance(value, dict) and value.get("exception_message"):
+            return str(value["exception_message"]).splitlines()[0]
+    return ""
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, dict) and "$PARAMETER" in value:
+        return f"${value['$PARAMETER']}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else value.isoformat()
+    return str(value)
+
+
+def _record(spark, verdict: Verdict, root: str | None) -> None:
+    from jobs.core import storage
+    from jobs.core.tables import TABLES
+
+    records = [{"table_name": verdict.table, "suite": verdict.table, "expectation": c.expectation,
+                "column_name": c.column, "severity": c.severity, "success": c.success,
+                "observed_value": c.observed, "run_id": verdict.run_id} for c in verdict.checks]
+    storage.append_records(spark, TABLES["dq.validation_results"], records, verdict.ds, root)
+
+
+# ---------------------------------------------------------------------------------------- data docs
+
+def data_docs_root(root: str | None = None) -> str:
+    return f"{config.warehouse_root(root)}/reports/data_docs"
+
+
+def _write_data_docs(spark, verdict: Verdict, result, root: str | None) -> str | None:
+    """Render the validation with GX's own Data Docs renderer to one page, and refresh the index.
+
+    An ephemeral GX context keeps results in memory, so a GX site would index only this
+    process's runs; pages written per run plus an index built from the folder cover every run,
+    on any Hadoop file system. A rendering problem never fails the gate.
+    """
+    if settings.DQ_DATA_DOCS.get() == "0":
+        return None
+    try:
+        from great_expectations.render.renderer import ValidationResultsPageRenderer
+        from great_expectations.render.view import DefaultJinjaPageView
+
+        page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
+        status = "passed" if verdict.passed else "failed"
+        relative = f"validations/{verdict.table}/ds={verdict.ds}/{verdict.run_id}.{status}.html"
+        docs = data_docs_root(root)
+        _write_text(spark, f"{docs}/{relative}", page)
+        _write_text(spark, f"{docs}/index.html", _index_page(spark, docs))
+        return f"{docs}/{relative}"
+    except Exception as exc:  # noqa: BLE001 - docs are a report, not a gate
+        log.warning("data docs for %s ds=%s not written: %s: %s", verdict.table, verdict.ds,
+                    type(exc).__name__, exc)
+        return None
+
+
+def _write_text(spark, path: str, text: str) -> None:
+    from jobs.core.storage import write_bytes
+
+    write_bytes(spark, path, text.encode("utf-8"))
+
+
+def _index_page(spark, docs: str) -> str:
+    from jobs.core.storage import hadoop_fs
+
+    fs, hpath = hadoop_fs(spark, f"{docs}/validations")
+    pages = []
+    files = fs.listFiles(hpath, True)
+    while files.hasNext():
+        path = files.next().getPath().toString()
+        if path.endswith(".html"):
+            pages.append(path.split("/validations/", 1)[1])
+    rows = []
+    for page in sorted(pages, key=lambda p: (p.split("/")[1], p), reverse=True):
+        table, partition, name = page.split("/")[-3:]
+        run_id, status = name.rsplit(".", 2)[:2]
+        rows.append(f"<tr class='{status}'><td>{html.escape(partition[3:])}</td><td>{html.escape(table)}</td>"
+                    f"<td>{status.upper()}</td><td><a href='validations/{html.escape(page)}'>"
+                    f"{html.escape(run_id)}</a></td></tr>")
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>ostap data docs</title><style>"
+            "body{font-family:sans-serif}td,th{padding:2px 12px;text-align:left}"
+            ".failed td{color:#b00}</style></head><body><h1>ostap data quality: validations</h1>"
+            "<table><tr><th>ds</th><th>table</th><th>verdict</th><th>run</th></tr>"
+            + "".join(rows) + "</table></body></html>")

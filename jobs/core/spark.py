@@ -1,0 +1,127 @@
+"""The one SparkSession factory every job uses."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from jobs.core import config, settings
+
+# Small enough for a 2-core laptop, large enough for a cluster; AQE coalesces further.
+DEFAULT_SHUFFLE_PARTITIONS = "16"
+
+# Every JVM's clock zone agrees with the sessions' (spark.sql.session.timeZone).
+JVM_TIMEZONE = "-Duser.timezone=UTC"
+# The driver JVM's options; in local mode that JVM runs every task. The throughput collector:
+# paired fresh-process runs of a full snapshot rebuild (10.5M rows, local[2], 6g) took 43 s warm
+# with it against 55 s with G1, Java 17's default (medians of six; README). Spark reported little
+# GC time under G1, so the cost is most likely G1's handling of Spark's large sort and shuffle
+# arrays (humongous regions), not its pauses; that was not measured. Executors on a cluster keep
+# the JVM default, which suits their larger heaps.
+DRIVER_JAVA_OPTIONS = f"{JVM_TIMEZONE} -XX:+UseParallelGC"
+
+
+def jvm_archive_path() -> Path:
+    """Where `ostap jvm-archive` (run by `make install`) puts the driver JVM's class-data-sharing
+    archive: beside the installed packages whose classes it holds, or $OSTAP_JVM_ARCHIVE."""
+    return Path(settings.JVM_ARCHIVE.get() or Path(sys.prefix) / "share" / "ostap" / "spark-driver.jsa")
+
+
+def driver_java_options() -> str:
+    """DRIVER_JAVA_OPTIONS, plus the class-data-sharing archive when it exists (jobs/jvm_archive.py).
+
+    A cold driver then starts ~5 s sooner (bench/jvm_archive.py). Only an existing file is named:
+    a JVM given a missing archive silently turns off class sharing altogether, the JDK's own
+    default archive included. A stale one (another JVM or class path) costs a warning, not a run.
+    """
+    archive = jvm_archive_path()
+    if not archive.is_file():
+        return DRIVER_JAVA_OPTIONS
+    # Spark splits these options shell-style: a path with a space must be quoted.
+    return f"{DRIVER_JAVA_OPTIONS} -XX:SharedArchiveFile={shlex.quote(str(archive))}"
+
+
+def session_conf(master: str | None = None, conf: dict[str, str] | None = None) -> dict[str, str]:
+    """The settings a job's session gets; `conf` (from --conf) wins over the defaults."""
+    root = config.warehouse_root()
+    settings = {
+        "spark.master": config.spark_master(master),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": DEFAULT_SHUFFLE_PARTITIONS,
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        # ... in cached plans too: a job that caches a few thousand rows (an incremental snapshot
+        # caches its touched keys) would otherwise run 16-task stages over them in every later
+        # job; bench/snapshot.py measured an incremental day 13.9 -> 10.8 s with it.
+        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+        # Dynamic overwrite replaces only the partitions a job writes.
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        "spark.sql.parquet.compression.codec": "snappy",
+        # Parquet builds a column's dictionary until it outgrows this, then writes the column
+        # plain: at the default 1 MB, near-unique columns (keys, timestamps, ods_seq, phones)
+        # build a dictionary for nothing. At 64 KB they fall back early, while columns with
+        # few values (region, status) keep theirs. Rewriting the 1M-row clients snapshot
+        # took 1.8 s against 2.35 s (medians of 5 rotated rounds), files 7% larger.
+        "spark.hadoop.parquet.dictionary.page.size": str(64 * 1024),
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.extraJavaOptions": driver_java_options(),
+        "spark.executor.extraJavaOptions": JVM_TIMEZONE,
+        "spark.sql.warehouse.dir": os.path.join(root, "_spark_catalog") if config.is_local(root)
+        else root + "/_spark_catalog",
+    }
+    settings.update(conf or {})
+    return settings
+
+
+def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str, str] | None = None):
+    """Get or create the SparkSession with ostap's defaults.
+
+    Under spark-submit the master is already set by the launcher; we keep it then.
+    """
+    from pyspark.sql import SparkSession
+
+    # Workers must run the same Python as the driver (the project's virtualenv).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName(app_name)
+    settings = session_conf(master, conf)
+    if master is None and _launched_by_spark_submit():
+        # spark-submit already chose the master (--master); do not override it.
+        settings.pop("spark.master")
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(settings.SPARK_LOG_LEVEL.get())
+    return spark
+
+
+@contextlib.contextmanager
+def session_settings(spark, settings: dict[str, str]):
+    """Set SQL settings of the session for the block, then put the previous values back."""
+    before = {key: spark.conf.get(key, None) for key in settings}
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                spark.conf.unset(key)
+            else:
+                spark.conf.set(key, value)
+
+
+def _launched_by_spark_submit() -> bool:
+    # spark-submit starts python with PYSPARK_GATEWAY_PORT set to its running JVM.
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def spark_for(args, app_name: str):
+    """The session for a CLI command, honouring its --master and --conf options."""
+    from jobs.core.config import parse_conf
+
+    return get_spark(app_name, master=getattr(args, "master", None), conf=parse_conf(getattr(args, "conf", [])))

@@ -1,0 +1,405 @@
+"""Reading and publishing table partitions so that a partition appears whole or not at all.
+
+Publishing writes the partition to a staging folder beside the table, then swaps it in with
+directory renames through the Hadoop FileSystem API (atomic on HDFS and local disk, a
+copy on object stores). A reader sees the previous partition, or (for a moment during the
+swap of a rerun) none, never a partial one. Staging and trash folders start with `_`, which
+Spark, DuckDB and pyarrow all skip when they discover partitions.
+
+Runs that publish the same partition at once (a CLI rerun beside the Airflow task, say) take
+turns: staging and swapping a partition happen under its publish lock (`publishing`), so that
+one run's clean-up of leftover staging folders never deletes another's work in progress, and
+the later run waits, then replaces the partition whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+
+from jobs.core import config, settings
+from jobs.core.errors import OstapError
+from jobs.core.tables import Table
+
+# A quality gate: check(df, table, value, run_id=..., root=...) raises to refuse df.
+Check = Callable[..., None]
+
+
+def hadoop_fs(spark, path: str):
+    """(Hadoop FileSystem of `path`, its Hadoop Path): local disk, HDFS or an object store alike."""
+    jvm = spark._jvm
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
+
+
+def path_exists(spark, path: str) -> bool:
+    fs, hpath = hadoop_fs(spark, path)
+    return fs.exists(hpath)
+
+
+def read_text(spark, path: str) -> str | None:
+    """A small text file (a sidecar), or None when it does not exist."""
+    fs, hpath = hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        return None
+    stream = fs.open(hpath)
+    try:
+        reader = spark._jvm.java.io.BufferedReader(spark._jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        lines = []
+        while (line := reader.readLine()) is not None:
+            lines.append(line)
+        return "\n".join(lines)
+    finally:
+        stream.close()
+
+
+def write_bytes(spark, path: str, payload: bytes) -> None:
+    """A small file (a sidecar, a report page, a model), replaced if it exists."""
+    fs, hpath = hadoop_fs(spark, path)
+    stream = fs.create(hpath, True)
+    try:
+        stream.write(bytearray(payload))
+    finally:
+        stream.close()
+
+
+def delete_path(spark, path: str) -> None:
+    fs, hpath = hadoop_fs(spark, path)
+    if fs.exists(hpath):
+        fs.delete(hpath, True)
+
+
+def subfolder_names(spark, path: str) -> list[str]:
+    """Names of the folders directly in `path`, sorted (one listing call); [] when there is no
+    such folder (listing a file gives the file itself, which is not a folder)."""
+    fs, hpath = hadoop_fs(spark, path)
+    if not fs.exists(hpath):
+        return []
+    return sorted(status.getPath().getName() for status in fs.listStatus(hpath) if status.isDirectory())
+
+
+def list_partitions(spark, table: Table, root: str | None = None) -> list[str]:
+    """Partition values of a table that are published (have a _SUCCESS marker), sorted."""
+    table_path = table.path(root)
+    prefix = f"{table.partition}="
+    return [name[len(prefix):] for name in subfolder_names(spark, table_path)
+            if name.startswith(prefix) and path_exists(spark, f"{table_path}/{name}/_SUCCESS")]
+
+
+log = logging.getLogger(__name__)
+
+# How long a run waits for another run publishing the same partition, and the age at which a
+# lock whose holder cannot be checked (it ran on another host) is taken for one left by a
+# killed run. A lock covers one publish (the gate, the write, the swap), not a whole job.
+PUBLISH_LOCK_WAIT_S = settings.PUBLISH_LOCK_WAIT_S.get_float()
+PUBLISH_LOCK_STALE_S = settings.PUBLISH_LOCK_STALE_S.get_float()
+
+
+class PartitionBusyError(OstapError):
+    """Another run kept publishing the same partition for longer than this run would wait."""
+
+
+def lock_path(table: Table, value: str, root: str | None = None) -> str:
+    return f"{table.path(root)}/_lock_{table.partition}={value}"
+
+
+@contextlib.contextmanager
+def publishing(spark, table: Table, value: str, root: str | None = None, run_id: str | None = None,
+               wait_s: float | None = None):
+    """Hold the publish lock of partition `value` of `table` for the block (stage, then swap).
+
+    The lock is a file created only if it does not exist (O_EXCL on local disk, HDFS's create
+    without overwrite): one run holds it at a time. A run that finds it taken waits, polling,
+    for up to `wait_s` (OSTAP_PUBLISH_LOCK_WAIT_S, default 15 min), then raises
+    PartitionBusyError naming the holder; nothing is written. A lock whose holder is gone (its
+    process no longer runs on this host, or it is older than OSTAP_PUBLISH_LOCK_STALE_S when
+    it ran elsewhere) was left by a killed run and is taken over.
+    """
+    run_id = run_id or uuid.uuid4().hex[:12]
+    wait_s = PUBLISH_LOCK_WAIT_S if wait_s is None else wait_s
+    path = lock_path(table, value, root)
+    me = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
+          "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    deadline = time.monotonic() + wait_s
+    pause = 0.2
+    waited = False
+    while not _create_exclusive(spark, path, json.dumps(me)):
+        holder = _read_lock(spark, path)
+        if holder is not None and _lock_is_stale(holder):
+            log.warning("%s %s=%s: taking over the publish lock of run %s (pid %s on %s since %s), which no "
+                        "longer runs", table.qualified, table.partition, value, holder.get("run_id"), holder.get("pid"),
+                        holder.get("host"), holder.get("since"))
+            _delete_lock_of(spark, path, holder)
+            continue
+        if time.monotonic() >= deadline:
+            who = (f"run {holder.get('run_id')} (pid {holder.get('pid')} on {holder.get('host')}, since "
+                   f"{holder.get('since')})") if holder else "another run"
+            raise PartitionBusyError(
+                f"{table.qualified} {table.partition}={value}: {who} is publishing this partition and still "
+                f"held its lock after {wait_s:g} s; nothing was written. Rerun once it has finished; if that "
+                f"run was killed on another host, delete {path}")
+        if not waited:
+            log.info("%s %s=%s: waiting for %s to finish publishing it", table.qualified, table.partition, value,
+                     f"run {holder.get('run_id')}" if holder else "another run")
+            waited = True
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+    try:
+        yield run_id
+    finally:
+        _delete_lock_of(spark, path, me)
+
+
+def _create_exclusive(spark, path: str, text: str) -> bool:
+    """Create the file with `text` unless it exists (atomically); False when it existed."""
+    if config.is_local(path):
+        local = config.local_path(path)
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        try:
+            fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        return True
+    from py4j.protocol import Py4JJavaError
+
+    fs, hpath = hadoop_fs(spark, path)
+    try:
+        stream = fs.create(hpath, False)  # HDFS: fails if the file exists, atomically at the NameNode
+    except Py4JJavaError as exc:
+        if java_error_caused_by(exc, "org.apache.hadoop.fs.FileAlreadyExistsException"):
+            return False
+        raise
+    try:
+        stream.write(bytearray(text.encode()))
+    finally:
+        stream.close()
+    return True
+
+
+def _read_lock(spark, path: str) -> dict | None:
+    """The holder recorded in a lock file (only its age while its holder is still writing it);
+    None when the lock is gone."""
+    if config.is_local(path):
+        try:
+            with open(config.local_path(path)) as handle:
+                text = handle.read()
+        except FileNotFoundError:
+            return None
+    else:
+        text = _unless_gone(lambda: read_text(spark, path))
+        if text is None:
+            return None
+    try:
+        return json.loads(text)
+    except ValueError:  # a holder killed between creating the file and writing it, or writing now
+        since = _modified(spark, path)
+        return None if since is None else {"since": since}
+
+
+def _modified(spark, path: str) -> str | None:
+    """When the file was last written (None when it is gone)."""
+    if config.is_local(path):
+        try:
+            seconds = os.path.getmtime(config.local_path(path))
+        except FileNotFoundError:
+            return None
+    else:
+        fs, hpath = hadoop_fs(spark, path)
+        millis = _unless_gone(lambda: fs.getFileStatus(hpath).getModificationTime())
+        if millis is None:
+            return None
+        seconds = millis / 1000
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+
+
+def java_error_caused_by(exc: BaseException, class_name: str) -> bool:
+    """Whether `exc` carries a Java error (py4j's Py4JJavaError, or a pyspark error raised from
+    the JVM) of class `class_name` (fully qualified; subclasses count) or caused by one.
+
+    Spark wraps what failed in a task (a file gone between listing and reading, say) in a
+    SparkException, several levels deep; a direct call such as FileSystem.open throws it bare.
+    """
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    for _ in range(20):  # a cause chain can loop back on itself
+        if java is None:
+            return False
+        cls = java.getClass()
+        while cls is not None:
+            if cls.getName() == class_name:
+                return True
+            cls = cls.getSuperclass()
+        java = java.getCause()
+    return False
+
+
+def _unless_gone(read):
+    """read() of a lock file through the Hadoop file system; None when the file is not there,
+    also when its holder released it between an exists() and the open (a waiter polls while
+    the holder deletes)."""
+    from py4j.protocol import Py4JJavaError
+
+    try:
+        return read()
+    except Py4JJavaError as exc:
+        if java_error_caused_by(exc, "java.io.FileNotFoundException"):
+            return None
+        raise
+
+
+def _lock_is_stale(holder: dict) -> bool:
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+    since = holder.get("since")
+    if not since:
+        return False
+    age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(since)
+    return age.total_seconds() > PUBLISH_LOCK_STALE_S
+
+
+def _delete_lock_of(spark, path: str, holder: dict) -> None:
+    """Delete the lock if `holder` still holds it (never one another run has taken since)."""
+    current = _read_lock(spark, path)
+    if current is None or any(current.get(k) != holder.get(k) for k in ("run_id", "host", "pid", "since")):
+        return
+    if config.is_local(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(config.local_path(path))
+    else:
+        delete_path(spark, path)
+
+
+def publish_partition(df, table: Table, value: str, *, check: Check | None, root: str | None = None,
+                      run_id: str | None = None, sidecar: dict[str, str] | None = None) -> str:
+    """Run `check` on `df` (the job's quality gate, e.g. jobs.core.quality.gate; None publishes
+    unchecked), then write it (without the partition column) as partition `value` of `table` by
+    staged swap.
+
+    `sidecar` maps file names (starting with `_`, so that readers skip them) to small texts
+    written into the partition before the swap: they appear together with its rows.
+    A check that refuses `df` raises, and nothing is written. Returns the final partition path.
+    """
+    run_id = run_id or uuid.uuid4().hex[:12]
+    with publishing(df.sparkSession, table, value, root=root, run_id=run_id):
+        staging = stage_partition(df, table, value, check=check, root=root, run_id=run_id, sidecar=sidecar)
+        return swap_in(df.sparkSession, table, value, staging, root=root, run_id=run_id)
+
+
+def stage_partition(df, table: Table, value: str, *, check: Check | None, root: str | None = None,
+                    run_id: str | None = None, sidecar: dict[str, str] | None = None,
+                    options: dict[str, str] | None = None) -> str:
+    """The first half of publish_partition: check and write `df` into a staging folder readers
+    never see (its name starts with `_`); return that folder for swap_in or discard_staged.
+
+    A job that publishes two partitions can stage both and swap them in only when both are
+    written; it holds both partitions' `publishing` locks meanwhile. `options` go to the
+    Parquet writer (maxRecordsPerFile, say).
+    """
+    spark = df.sparkSession
+    run_id = run_id or uuid.uuid4().hex[:12]
+    if check is not None:
+        check(df, table, value, run_id=run_id, root=root)
+    staging = staging_path(table, value, root, run_id)
+    columns = [c for c in df.columns if c != table.partition]
+    try:
+        df.select(*columns).write.mode("overwrite").options(**(options or {})).parquet(staging)
+    finally:
+        # A gate caches df so that validation and this write compute it once.
+        df.unpersist()
+    write_sidecars(spark, staging, sidecar)
+    return staging
+
+
+def staging_path(table: Table, value: str, root: str | None, run_id: str) -> str:
+    return f"{table.path(root)}/_staging_{table.partition}={value}.{run_id}"
+
+
+def discard_staged(spark, table: Table, value: str, root: str | None, run_id: str) -> None:
+    """Delete what stage_partition wrote for this run (nothing is published)."""
+    delete_path(spark, staging_path(table, value, root, run_id))
+
+
+def write_sidecars(spark, staging: str, sidecar: dict[str, str] | None) -> None:
+    """Write small texts into a staged partition; their names start with `_` so readers skip them."""
+    for name, text in (sidecar or {}).items():
+        if not name.startswith("_"):
+            raise ValueError(f"sidecar file {name!r}: its name must start with '_' so that readers skip it")
+        write_bytes(spark, f"{staging}/{name}", text.encode())
+
+
+def swap_in(spark, table: Table, value: str, staging: str, root: str | None = None,
+            run_id: str | None = None) -> str:
+    """Replace partition `value` by the staged folder (the second half of publish_partition)."""
+    run_id = run_id or uuid.uuid4().hex[:12]
+    final = table.partition_path(value, root)
+    trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
+    fs, final_path = hadoop_fs(spark, final)
+    jvm = spark._jvm
+    staged_path = jvm.org.apache.hadoop.fs.Path(staging)
+    trash_path = jvm.org.apache.hadoop.fs.Path(trash)
+    had_previous = fs.exists(final_path)
+    if had_previous and not fs.rename(final_path, trash_path):
+        raise RuntimeError(f"could not move the previous partition {final} aside")
+    if not fs.rename(staged_path, final_path):
+        if had_previous:
+            fs.rename(trash_path, final_path)
+        raise RuntimeError(f"could not move the staged partition into {final}")
+    if had_previous:
+        fs.delete(trash_path, True)
+    _remove_leftovers(spark, table, value, root)
+    return final
+
+
+def _remove_leftovers(spark, table: Table, value: str, root: str | None) -> None:
+    """Delete staging and trash folders of this partition left by runs that were killed.
+
+    Readers never see them (their names start with `_`), but they would pile up. Called under
+    the partition's publish lock: no other run is staging this partition now.
+    """
+    fs, table_path = hadoop_fs(spark, table.path(root))
+    prefixes = (f"_staging_{table.partition}={value}.", f"_trash_{table.partition}={value}.")
+    for status in fs.listStatus(table_path):
+        if status.getPath().getName().startswith(prefixes):
+            fs.delete(status.getPath(), True)
+
+
+def read_partition(spark, table: Table, value: str, root: str | None = None):
+    """A published partition as a DataFrame with the registry's schema (partition column excluded)."""
+    return spark.read.schema(table.spark_schema()).parquet(table.partition_path(value, root))
+
+
+def append_records(spark, table: Table, rows: list[dict] | None, value: str, root: str | None = None, df=None):
+    """Append rows to an append-log table (dq.*) under partition `value`.
+
+    Each append is its own Parquet file set in the partition, written to staging and moved in,
+    so earlier records are never rewritten and a crash leaves no partial file visible.
+    """
+    if df is None:
+        df = spark.createDataFrame(rows or [], schema=table.spark_schema())
+    run = uuid.uuid4().hex[:12]
+    staging = f"{table.path(root)}/_staging_append.{run}"
+    df.select(*table.columns).write.mode("overwrite").parquet(staging)
+    fs, part_path = hadoop_fs(spark, table.partition_path(value, root))
+    jvm = spark._jvm
+    fs.mkdirs(part_path)
+    staged = jvm.org.apache.hadoop.fs.Path(staging)
+    for status in fs.listStatus(staged):
+        name = status.getPath().getName()
+        if name.endswith(".parquet"):
+            fs.rename(status.getPath(), jvm.org.apache.hadoop.fs.Path(part_path, f"{run}-{name}"))
+    fs.create(jvm.org.apache.hadoop.fs.Path(part_path, "_SUCCESS"), True).close()
+    fs.delete(staged, True)

@@ -1,0 +1,208 @@
+"""The embedded Airflow of ostap: standalone, SQLite, LocalExecutor, the project's DAGs.
+
+Everything lives under one folder (default `<repo>/.airflow`, `OSTAP_AIRFLOW_HOME` overrides),
+configured only through environment variables, so the same settings serve `make airflow`,
+`ostap demo` and the tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from jobs.core import settings
+from jobs.local.net import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+DAGS = REPO / "dags"
+
+
+def airflow_home() -> Path:
+    return Path(settings.AIRFLOW_HOME.get() or REPO / ".airflow").resolve()
+
+
+def airflow_env(home: Path | None = None, spark_master: str = "local[*]", warehouse: str | None = None) -> dict:
+    """Environment for running the `airflow` CLI (and the Spark tasks it starts) on this project."""
+    from jobs.core import config
+
+    home = home or airflow_home()
+    home.mkdir(parents=True, exist_ok=True)
+    venv_bin = str(Path(sys.executable).parent)
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Each Spark task is a JVM using the machine's cores; more at once only thrashes 2 cores.
+        "AIRFLOW__CORE__PARALLELISM": settings.AIRFLOW_PARALLELISM.get(),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
+        "AIRFLOW__API__PORT": settings.AIRFLOW_PORT.get(),
+        # A task's Execution API token is issued when it is queued; on 2 cores the last of eleven
+        # Spark tasks can wait longer than the default 10 minutes and would start with a dead token.
+        # (The workload token lives `task_queued_timeout`, the Execution API's own tokens
+        # `jwt_expiration_time`.)
+        "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "14400",
+        "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "14400",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
+        # spark_default points at local[*] in the embedded setup; a cluster only changes this.
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
+        "OSTAP_WAREHOUSE": config.warehouse_root(warehouse),
+        "GX_ANALYTICS_ENABLED": "false",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PATH": venv_bin + os.pathsep + env.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
+        "NO_PROXY": "*",
+        "OSTAP_PII_KEY": settings.PII_KEY.get() or _local_pii_key(home),
+    })
+    return env
+
+
+def query_metadata(home: Path, sql: str, parameters: tuple = ()) -> list[tuple]:
+    """Rows of one read-only query of the embedded Airflow's metadata database (SQLite); none
+    before the first migrate. Read only, so that it never holds a write lock the scheduler waits on."""
+    import sqlite3
+
+    database = Path(home) / "airflow.db"
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=30)) as db:
+        return db.execute(sql, parameters).fetchall()
+
+
+def dag_runs(home: Path, dag_id: str) -> list[dict]:
+    """The runs of a DAG, oldest first: {"logical_date": "YYYY-MM-DD ...", "state", "run_id"}."""
+    rows = query_metadata(home, "select logical_date, state, run_id from dag_run where dag_id = ? "
+                                "order by logical_date", (dag_id,))
+    return [{"logical_date": str(logical), "state": state, "run_id": run_id} for logical, state, run_id in rows]
+
+
+def serving_redis(env: dict) -> str:
+    """Point `env` at the Redis the serving step loads (OSTAP_REDIS_URL if set, else a private
+    redis-server in `$AIRFLOW_HOME/redis`, started once and left running for `ostap serve`)."""
+    from jobs.local import redis_local
+
+    if not env.get("OSTAP_REDIS_URL"):
+        env["OSTAP_REDIS_URL"] = redis_local.ensure_running(redis_dir(env))
+    return env["OSTAP_REDIS_URL"]
+
+
+def redis_dir(env: dict) -> Path:
+    return Path(env["AIRFLOW_HOME"]) / "redis"
+
+
+def _local_pii_key(home: Path) -> str:
+    """The phone-hash key of this embedded install: random, made once, kept outside the code.
+
+    Production sets OSTAP_PII_KEY on the workers (or the Airflow Variable ostap_pii_key).
+    """
+    import secrets
+
+    path = home / "pii_key"
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def airflow(*args: str, env: dict | None = None, check: bool = True, capture: bool = False, timeout=None):
+    """Run the `airflow` CLI of this virtualenv with the project's environment."""
+    cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+    return subprocess.run(cmd, env=env or airflow_env(), check=check, text=True,
+                          capture_output=capture, timeout=timeout)
+
+
+def migrate(env: dict | None = None) -> None:
+    airflow("db", "migrate", env=env, capture=True)
+
+
+@contextlib.contextmanager
+def _background(name: str, args: list[str], env: dict, ready=None, timeout: float = 180):
+    """Run `airflow <args>` in the background for the duration of the block, logging to
+    `$AIRFLOW_HOME/logs/<name>.log`; `ready()` (if given) must turn true before the block runs."""
+    log_path = Path(env["AIRFLOW_HOME"]) / "logs" / f"{name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *args], env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + timeout
+            while ready is not None and not ready():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the Airflow {name} did not start; see {log_path}")
+                time.sleep(1)
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)
+        return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def api_server(env: dict, timeout: float = 180):
+    """Run an Airflow api-server for the duration of the block and point `env` at it.
+
+    Airflow 3 tasks report to the Execution API, so `airflow dags test --use-executor`
+    (the LocalExecutor, running independent tasks in parallel) and the scheduler need one.
+    """
+    port = free_port()
+    env["AIRFLOW__API__PORT"] = str(port)
+    env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
+    health = f"http://127.0.0.1:{port}/api/v2/monitor/health"
+    with _background("api-server", ["api-server", "--port", str(port), "--workers", "1"], env,
+                     ready=lambda: _answers(health), timeout=timeout):
+        yield port
+
+
+@contextlib.contextmanager
+def scheduler(env: dict):
+    """Run the Airflow scheduler (LocalExecutor) for the duration of the block.
+
+    Needs an api-server (see `api_server`) and DAGs serialized into the metadata database
+    (`airflow dags reserialize`, or a running dag-processor).
+    """
+    with _background("scheduler", ["scheduler"], env) as proc:
+        yield proc
+
+
+def standalone() -> int:
+    """Start the embedded Airflow (api-server, scheduler, dag-processor, triggerer) in the foreground."""
+    env = airflow_env()
+    home = Path(env["AIRFLOW_HOME"])
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
+    passwords = home / "simple_auth_manager_passwords.json"
+    if not passwords.exists():
+        # A local, single-user install: a known login is friendlier than a generated one.
+        passwords.write_text(json.dumps({"admin": "admin"}))
+    migrate(env)
+    serving_redis(env)
+    port = env["AIRFLOW__API__PORT"]
+    print(f"Airflow UI: http://localhost:{port}  login: admin / {json.loads(passwords.read_text())['admin']}\n"
+          f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}, "
+          f"serving Redis {env['OSTAP_REDIS_URL']}. Ctrl-C stops it.",
+          flush=True)
+    return airflow("standalone", env=env, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(standalone())

@@ -1,0 +1,107 @@
+"""Running the whole daily pipeline for given dates through the real Airflow DAGs.
+
+Each DAG run goes through `airflow dags test <dag> <date> --use-executor` (the LocalExecutor of
+the embedded Airflow, so independent tasks run in parallel), in dependency order: the
+snapshots of a date, then the DAGs that read them; the monthly forecast on the 1st of a month.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from jobs.core import config
+from jobs.core.errors import OstapError
+from jobs.local import airflow_local
+from jobs.warehouse import catalog, report
+
+SNAPSHOT_DAG = "ods_snapshot_daily"
+DAILY_DOWNSTREAM = ["scoring_targets_daily", "recommendations_daily"]
+
+
+def plan(dates: list[str]) -> list[tuple[str, str]]:
+    """(dag_id, ds) runs in the order they must happen."""
+    runs = []
+    for ds in dates:
+        runs.append((SNAPSHOT_DAG, ds))
+        runs.extend((dag_id, ds) for dag_id in DAILY_DOWNSTREAM)
+        if dt.date.fromisoformat(ds).day == 1:
+            runs.append(("sales_forecast_monthly", ds))
+    return runs
+
+
+def run_dag(dag_id: str, ds: str, env: dict) -> float:
+    started = time.monotonic()
+    result = airflow_local.airflow("dags", "test", dag_id, ds, "--use-executor", env=env, check=False,
+                                   capture=True)
+    seconds = time.monotonic() - started
+    log = airflow_local.airflow_home() / "logs" / f"dags_test_{dag_id}_{ds}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(result.stdout + "\n" + result.stderr)
+    failed = result.returncode != 0  # `airflow dags test` exits non-zero when the run failed
+    status = "failed" if failed else "success"
+    print(f"  {dag_id:<24} {ds}  {status:<8} {seconds:6.1f} s   (log: {log})", flush=True)
+    if failed:
+        raise RuntimeError(f"DAG {dag_id} failed for {ds}; see {log}")
+    return seconds
+
+
+def check_snapshot_chain(first_ds: str, env: dict) -> None:
+    """Fail at once when the run of ods_snapshot_daily just before `first_ds` did not succeed.
+
+    Its snapshot tasks depend on their previous run (depends_on_past), and `airflow dags test`
+    does not fail such a task: it waits for it forever ("No tasks to run. unrunnable tasks").
+    """
+    earlier = [r for r in airflow_local.dag_runs(env["AIRFLOW_HOME"], SNAPSHOT_DAG)
+               if r["logical_date"][:10] < first_ds]
+    if earlier and earlier[-1]["state"] != "success":
+        last = earlier[-1]
+        ds = last["logical_date"][:10]
+        raise OstapError(
+            f"{SNAPSHOT_DAG} {first_ds} would wait forever: each snapshot task waits for its own task of the "
+            f"run before (depends_on_past), and that run, {ds} ({last['run_id']}), is {last['state']} in "
+            f"{env['AIRFLOW_HOME']}. Run it to success (airflow dags test {SNAPSHOT_DAG} {ds}), mark it "
+            "success in the UI, or give this run its own OSTAP_AIRFLOW_HOME.")
+
+
+def run_dates(dates: list[str]) -> int:
+    env = airflow_local.airflow_env()
+    # A failed task fails the demo at once instead of waiting for retries.
+    env["OSTAP_TASK_RETRIES"] = "0"
+    airflow_local.migrate(env)
+    check_snapshot_chain(min(dates), env)
+    redis_url = airflow_local.serving_redis(env)
+    print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
+          f"serving Redis {redis_url})", flush=True)
+    timings: list[tuple[str, str, float]] = []
+    started = time.monotonic()
+    with airflow_local.api_server(env):
+        for dag_id, ds in plan(dates):
+            timings.append((dag_id, ds, run_dag(dag_id, ds, env)))
+    total = time.monotonic() - started
+    print()
+    print("published tables (rows per date):")
+    counts = [r for r in catalog.partition_counts() if r[1] in dates]
+    print(catalog.format_table(["table", "ds", "rows"], counts))
+    print()
+    verdicts = report.dq_verdicts(dates)
+    print("data quality:")
+    print(catalog.format_table(["ds", "table", "checks", "failed critical", "failed warning"], verdicts)
+          if verdicts else "  no validation results recorded")
+    print()
+    for ds in dates:
+        path = report.write_run_report(ds, timings=[t for t in timings if t[1] == ds])
+        print(f"run report for {ds}: {path}")
+    print(f"pipeline wall time: {total:.1f} s for {len(timings)} DAG runs "
+          f"(warehouse {config.warehouse_root()})")
+    print(serving_summary(redis_url, airflow_local.redis_dir(env)))
+    return 0
+
+
+def serving_summary(redis_url: str, redis_dir) -> str:
+    from jobs.serving import serving
+
+    current = serving.status(redis_url)["current"]
+    return (f"serving: version {current} loaded into {redis_url} (left running); answer it with\n"
+            f"  .venv/bin/ostap serve --redis {redis_url}    then  curl localhost:8090/recommendations/<client_id>\n"
+            f"  stop Redis with: .venv/bin/ostap redis --dir {redis_dir} --stop")

@@ -1,0 +1,524 @@
+"""Recommendation serving: published lists loaded into Redis under versions, and the Flask API.
+
+What it computes, and why, is in README.md beside this module."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jobs.core import abtest, config, settings
+from jobs.core.errors import BadInputError, DataQualityError, OstapError
+from jobs.core.tables import TABLES
+
+log = logging.getLogger(__name__)
+
+PREFIX = "ostap:rec:"
+KEEP_VERSIONS = 3  # the current one and the two before it
+HISTORY_LENGTH = 200
+MODELS = ("lightfm", "baseline")
+POPULAR_MODEL = "popular"
+POPULAR_SIZE = 100
+MAX_K = 100
+DEFAULT_K = 10
+WRITE_BATCH = 2000  # hash fields per HSET when loading
+MAX_ID = 2**63 - 1  # ids are bigint in the marts
+
+RECS = TABLES["marts.recommendations"]
+LEADS = TABLES["marts.premise_leads"]
+PREMISES = TABLES["ods.premises"]
+
+# One round trip per request: current pointer, version meta and the list, read atomically.
+# A Lua false/nil would end the reply array, so absent values come back as "".
+_RECS_SCRIPT = """
+local ver = redis.call('GET', KEYS[1])
+if not ver then return {} end
+local base = ARGV[1] .. 'v:' .. ver .. ':'
+local meta = redis.call('HMGET', base .. 'meta', 'ds', 'treatment_share')
+local list = redis.call('HGET', base .. 'rec:' .. ARGV[2], ARGV[3])
+local cold = '0'
+if not list then
+  list = redis.call('GET', base .. 'popular') or '[]'
+  cold = '1'
+end
+return {ver, meta[1] or '', meta[2] or '', list, cold}
+"""
+
+_LEADS_SCRIPT = """
+local ver = redis.call('GET', KEYS[1])
+if not ver then return {} end
+local base = ARGV[1] .. 'v:' .. ver .. ':'
+local ds = redis.call('HGET', base .. 'meta', 'ds') or ''
+local list = redis.call('HGET', base .. 'leads', ARGV[2]) or ''
+return {ver, ds, list}
+"""
+
+_DS = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+# ---------------------------------------------------------------------------------------------
+# Redis connection
+
+
+def redis_url_or_default(url: str | None) -> str:
+    url = url or settings.REDIS_URL.get()
+    if not url:
+        raise OstapError("no Redis URL: pass --redis redis://HOST:PORT/0 or set OSTAP_REDIS_URL "
+                         "(`ostap redis` starts a local one and prints its URL)")
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL without a password, for messages and logs."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def connect(url: str, timeout: float = 1.0):
+    """A client that fails fast when Redis is down (no long retry loop: the API answers 503
+    at once) and reconnects by itself on the next command when Redis is back. One retry covers
+    a pooled connection that died with a Redis restart."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout,
+                                retry=Retry(NoBackoff(), 1), decode_responses=True)
+
+
+def _unavailable(url: str, exc: Exception) -> OstapError:
+    return OstapError(f"Redis at {safe_url(url)} is unreachable ({type(exc).__name__}: {exc}); "
+                      "start it (`ostap redis`) or fix --redis / OSTAP_REDIS_URL")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the published marts
+
+
+def _dataset_location(table, ds: str, root: str | None):
+    """(pyarrow filesystem, path) of a published partition, or None if it is not published."""
+    import pyarrow.fs as pafs
+
+    uri = table.partition_path(ds, root)
+    if config.is_local(uri):
+        fs, path = pafs.LocalFileSystem(), config.local_path(uri)
+    else:
+        fs, path = pafs.FileSystem.from_uri(uri)
+    if fs.get_file_info(f"{path}/_SUCCESS").type == pafs.FileType.NotFound:
+        return None
+    return fs, path
+
+
+def read_published(table, ds: str, root: str | None = None, columns: list[str] | None = None):
+    """A published partition as pandas (registry columns), or None if ds is not published."""
+    import pyarrow.dataset as pads
+
+    location = _dataset_location(table, ds, root)
+    if location is None:
+        return None
+    fs, path = location
+    dataset = pads.dataset(path, format="parquet", filesystem=fs)  # skips _SUCCESS and _* files
+    return dataset.to_table(columns=columns or table.columns).to_pandas()
+
+
+def _check_arms(recs: pd.DataFrame, ds: str, treatment_share: int) -> None:
+    arms = recs[["user_id", "arm"]].drop_duplicates()
+    expected = np.array([abtest.arm_for(u, treatment_share) for u in arms["user_id"].to_numpy()])
+    bad = arms[arms["arm"].to_numpy() != expected]
+    if len(bad):
+        sample = ", ".join(f"user_id {u} ({a})" for u, a in bad.head(3).itertuples(index=False))
+        raise DataQualityError(
+            f"{RECS.qualified} ds={ds}: column arm disagrees with jobs.core.abtest.arm_for "
+            f"(treatment_share={treatment_share}) for {len(bad)} users, e.g. {sample}; "
+            "load with the --treatment-share the recommend job used")
+
+
+def popular_list(recs: pd.DataFrame, vacant_ids: set | None = None, size: int = POPULAR_SIZE) -> pd.DataFrame:
+    """The cold-start list: premises ranked by how many tenants' published lists (both models)
+    contain them, ties by the better mean rank, then premise id.
+
+    Every listed premise passed the recommend job's hard filters (vacancy among them), so it
+    is vacant on ds; when the ods.premises snapshot of ds is available, `vacant_ids` filters
+    again (generic-mode marts have no premises). The score is the share of tenants whose
+    lists contain the premise (0..1).
+    """
+    if recs.empty:
+        return pd.DataFrame({"item_id": [], "rank": [], "score": []})
+    frame = recs if vacant_ids is None else recs[recs["item_id"].isin(vacant_ids)]
+    n_users = max(recs["user_id"].nunique(), 1)
+    stats = frame.groupby("item_id").agg(tenants=("user_id", "nunique"), mean_rank=("rank", "mean")).reset_index()
+    stats = stats.sort_values(["tenants", "mean_rank", "item_id"], ascending=[False, True, True]).head(size)
+    return pd.DataFrame({"item_id": stats["item_id"].to_numpy(np.int64),
+                         "rank": np.arange(1, len(stats) + 1, dtype=np.int64),
+                         "score": stats["tenants"].to_numpy(np.float64) / n_users})
+
+
+def _vacant_premises(ds: str, root: str | None) -> set | None:
+    premises = read_published(PREMISES, ds, root, columns=["premise_id", "vacant"])
+    if premises is None:
+        return None
+    return set(premises.loc[premises["vacant"].eq(True), "premise_id"].astype(np.int64))
+
+
+def _json_lists(frame: pd.DataFrame, key: str, id_col: str) -> dict[str, str]:
+    """key value -> JSON text [[id, rank, score], ...] in rank order (plain loops over Python
+    lists: several times faster than pandas string columns for a million rows)."""
+    if frame.empty:
+        return {}
+    frame = frame.sort_values([key, "rank"], kind="stable")
+    keys = frame[key].to_numpy(np.int64)
+    entries = [f"[{i},{r},{s!r}]" for i, r, s in zip(frame[id_col].to_numpy(np.int64).tolist(),
+                                                       frame["rank"].to_numpy(np.int64).tolist(),
+                                                       frame["score"].to_numpy(np.float64).tolist(), strict=True)]
+    starts = [0, *(np.flatnonzero(np.diff(keys)) + 1).tolist()]
+    ends = [*starts[1:], len(entries)]
+    return {str(keys[a]): "[" + ",".join(entries[a:b]) + "]" for a, b in zip(starts, ends, strict=True)}
+
+
+def _popular_json(popular: pd.DataFrame) -> str:
+    return json.dumps([[int(i), int(r), float(s)] for i, r, s in
+                       popular[["item_id", "rank", "score"]].itertuples(index=False)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Versions: load, switch, rollback, prune
+
+
+def _key(version: str, part: str) -> str:
+    return f"{PREFIX}v:{version}:{part}"
+
+
+def _version_keys(version: str) -> list[str]:
+    return [_key(version, p) for p in ("meta", "leads", "popular", *(f"rec:{m}" for m in MODELS))]
+
+
+def _hset_batches(pipe, key: str, mapping: dict[str, str]) -> None:
+    items = list(mapping.items())
+    for start in range(0, len(items), WRITE_BATCH):
+        pipe.hset(key, mapping=dict(items[start:start + WRITE_BATCH]))
+
+
+def load_frames(recs: pd.DataFrame, leads: pd.DataFrame | None, ds: str, redis_url: str, *,
+                popular: pd.DataFrame | None = None, loaded_at: str | None = None,
+                treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE, source: str = "") -> str:
+    """Write lists (already read) under a new version, switch `current` to it, prune. Returns the version."""
+    if not _DS.match(ds):
+        raise BadInputError(f"--ds {ds!r}: expected YYYY-MM-DD")
+    missing = [m for m in MODELS if not recs["model"].eq(m).any()]
+    if missing:
+        raise BadInputError(f"{RECS.qualified} ds={ds}: no rows for model(s) {', '.join(missing)}; "
+                            f"serving needs both {' and '.join(MODELS)}")
+    _check_arms(recs, ds, treatment_share)
+    leads = leads if leads is not None else pd.DataFrame(columns=LEADS.columns)
+    popular = popular if popular is not None else popular_list(recs)
+    payload = {m: _json_lists(recs[recs["model"] == m], "user_id", "item_id") for m in MODELS}
+    lead_lists = _json_lists(leads, "item_id", "user_id")
+    client = connect(redis_url, timeout=10.0)
+    try:
+        with client.lock(f"{PREFIX}lock", timeout=600, blocking_timeout=10):
+            version = f"{ds}.{client.incr(f'{PREFIX}seq')}"
+            meta = {"version": version, "ds": ds,
+                    "loaded_at": loaded_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "treatment_share": int(treatment_share), "clients": int(recs["user_id"].nunique()),
+                    "rec_rows": int(len(recs)), "premises_with_leads": len(lead_lists),
+                    "lead_rows": int(len(leads)), "popular": int(len(popular)), "source": source}
+            for m in MODELS:
+                meta[f"clients_{m}"] = len(payload[m])
+            # The data first, outside any transaction (readers do not see it before the switch).
+            pipe = client.pipeline(transaction=False)
+            for m in MODELS:
+                _hset_batches(pipe, _key(version, f"rec:{m}"), payload[m])
+            _hset_batches(pipe, _key(version, "leads"), lead_lists)
+            pipe.set(_key(version, "popular"), _popular_json(popular))
+            pipe.hset(_key(version, "meta"), mapping={k: str(v) for k, v in meta.items()})
+            try:
+                pipe.execute()
+            except Exception:
+                # A half-written version is never switched to; do not leave its keys behind.
+                with contextlib.suppress(Exception):
+                    client.unlink(*_version_keys(version))
+                raise
+            # The switch: one MULTI/EXEC.
+            switch = client.pipeline(transaction=True)
+            switch.set(f"{PREFIX}current", version)
+            switch.rpush(f"{PREFIX}versions", version)
+            _record(switch, {"event": "load", **meta})
+            switch.execute()
+            _prune(client, KEEP_VERSIONS)
+    except Exception as exc:  # noqa: BLE001 - connection trouble becomes a one-line error
+        _raise_if_connection(exc, redis_url)
+        raise
+    log.info("serving version %s (ds %s): %d clients, %d premises with leads, %d popular",
+             version, ds, meta["clients"], len(lead_lists), len(popular))
+    return version
+
+
+def _raise_if_connection(exc: Exception, url: str) -> None:
+    import redis
+
+    if isinstance(exc, redis.exceptions.LockError):
+        raise OstapError("another `ostap serve load` or `rollback` holds the lock "
+                         f"{PREFIX}lock; retry when it has finished") from exc
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        raise _unavailable(url, exc) from exc
+
+
+def _record(pipe, event: dict) -> None:
+    pipe.lpush(f"{PREFIX}history", json.dumps(event, sort_keys=True))
+    pipe.ltrim(f"{PREFIX}history", 0, HISTORY_LENGTH - 1)
+
+
+def _prune(client, keep: int) -> list[str]:
+    """Drop versions below the newest `keep` of the rollback stack (UNLINK frees in the background)."""
+    versions = client.lrange(f"{PREFIX}versions", 0, -1)
+    old = versions[:-keep] if len(versions) > keep else []
+    if old:
+        pipe = client.pipeline(transaction=True)
+        pipe.ltrim(f"{PREFIX}versions", len(old), -1)
+        for version in old:
+            pipe.unlink(*_version_keys(version))
+        _record(pipe, {"event": "prune", "versions": old})
+        pipe.execute()
+    return old
+
+
+def load_version(ds: str, redis_url: str | None = None, root: str | None = None, *,
+                 loaded_at: str | None = None, treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE) -> str:
+    """Load ds's published marts.recommendations and marts.premise_leads into Redis as a new
+    version and make it current. Returns the version id."""
+    if not _DS.match(str(ds)):
+        raise BadInputError(f"--ds {ds!r}: expected YYYY-MM-DD")
+    redis_url = redis_url_or_default(redis_url)
+    recs = read_published(RECS, ds, root)
+    if recs is None:
+        raise OstapError(f"{RECS.qualified} has no published partition ds={ds} under "
+                         f"{config.warehouse_root(root)}; run `ostap recommend --ds {ds}` first")
+    leads = read_published(LEADS, ds, root)
+    if leads is None:
+        log.warning("%s has no published partition ds=%s: no leads in this version", LEADS.qualified, ds)
+    popular = popular_list(recs, _vacant_premises(ds, root))
+    return load_frames(recs, leads, ds, redis_url, popular=popular, loaded_at=loaded_at,
+                       treatment_share=treatment_share, source=config.warehouse_root(root))
+
+
+def rollback(redis_url: str | None = None) -> str:
+    """Switch `current` back to the version loaded before it; the abandoned version is dropped
+    (reload its ds to get it back). Returns the version now current."""
+    redis_url = redis_url_or_default(redis_url)
+    client = connect(redis_url, timeout=10.0)
+    try:
+        with client.lock(f"{PREFIX}lock", timeout=60, blocking_timeout=10):
+            versions = client.lrange(f"{PREFIX}versions", 0, -1)
+            current = client.get(f"{PREFIX}current")
+            if len(versions) < 2 or versions[-1] != current:
+                raise OstapError(f"nothing to roll back to: current version {current or 'none'}, "
+                                 f"kept versions {versions or 'none'}")
+            previous = versions[-2]
+            pipe = client.pipeline(transaction=True)
+            pipe.set(f"{PREFIX}current", previous)
+            pipe.rpop(f"{PREFIX}versions")
+            pipe.unlink(*_version_keys(current))
+            _record(pipe, {"event": "rollback", "from": current, "to": previous,
+                           "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+            pipe.execute()
+    except OstapError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        _raise_if_connection(exc, redis_url)
+        raise
+    log.info("rolled back from %s to %s", current, previous)
+    return previous
+
+
+def status(redis_url: str | None = None, history: int = 10) -> dict:
+    """Current version with its meta, the kept versions and the latest history events."""
+    redis_url = redis_url_or_default(redis_url)
+    client = connect(redis_url)
+    try:
+        current = client.get(f"{PREFIX}current")
+        versions = client.lrange(f"{PREFIX}versions", 0, -1)
+        metas = {v: client.hgetall(_key(v, "meta")) for v in versions}
+        events = [json.loads(e) for e in client.lrange(f"{PREFIX}history", 0, history - 1)]
+    except Exception as exc:  # noqa: BLE001
+        _raise_if_connection(exc, redis_url)
+        raise
+    return {"redis": safe_url(redis_url), "current": current, "versions": metas, "history": events}
+
+
+# ---------------------------------------------------------------------------------------------
+# The HTTP API
+
+
+class AnswerLog:
+    """JSON lines appended with one os.write each (O_APPEND: whole lines, no lock needed)."""
+
+    def __init__(self, path: str | Path | None):
+        self.fd = None
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, record: dict) -> None:
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _parse_id(text: str, what: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_ID:
+        raise _BadRequest(f"{what} must be a non-negative integer (at most {MAX_ID}), got {text!r}")
+    return int(text)
+
+
+def _parse_k(raw: str | None, max_k: int) -> int:
+    if raw is None:
+        return min(DEFAULT_K, max_k)
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= max_k:
+        raise _BadRequest(f"k must be an integer within 1..{max_k}, got {raw!r}")
+    return int(raw)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _parse_request(raw_id: str, what: str, max_k: int) -> tuple[int, int]:
+    """The path id and the `k` query argument of a request, or _BadRequest (answered with 400)."""
+    from flask import request
+
+    return _parse_id(raw_id, what), _parse_k(request.args.get("k"), max_k)
+
+
+def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_K,
+               treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE):
+    """The Flask app. `treatment_share` is only the first guess: each version carries the share
+    it was loaded with, and the arm always follows the served version's share."""
+    import redis
+    from flask import Flask, request
+
+    app = Flask("ostap-serve")
+    app.json.sort_keys = False
+    client = connect(redis_url)
+    recs_script = client.register_script(_RECS_SCRIPT)
+    leads_script = client.register_script(_LEADS_SCRIPT)
+    answers = AnswerLog(log_path)
+    share_guess = {"share": int(treatment_share)}
+    redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                    redis.exceptions.BusyLoadingError)
+    app.config["ANSWER_LOG"] = answers
+    app.config["REDIS_URL"] = redis_url
+
+    def answer(status_code: int, body: dict, record: dict, started: float):
+        latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        answers.write({"ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                       **record, "status": status_code, "latency_ms": latency_ms})
+        return app.json.response(body), status_code
+
+    def error(status_code: int, kind: str, message: str, record: dict, started: float):
+        return answer(status_code, {"error": kind, "message": message, "status": status_code},
+                      {**record, "error": kind}, started)
+
+    def unavailable(exc: Exception, record: dict, started: float):
+        return error(503, "redis_unavailable",
+                     f"the recommendation store (Redis at {safe_url(redis_url)}) is unreachable: "
+                     f"{type(exc).__name__}; retry shortly", record, started)
+
+    def not_loaded(record: dict, started: float):
+        return error(503, "no_version", "no recommendation version is loaded yet; run `ostap serve load --ds D`",
+                     record, started)
+
+    @app.get("/recommendations/<client_id>")
+    def recommendations(client_id: str):
+        started = time.perf_counter()
+        record = {"endpoint": "recommendations", "client_id": client_id}
+        try:
+            cid, k = _parse_request(client_id, "client_id", max_k)
+        except _BadRequest as exc:
+            return error(400, "bad_request", str(exc), record, started)
+        record["client_id"] = cid
+        arm = abtest.arm_for(cid, share_guess["share"])
+        try:
+            reply = recs_script(keys=[f"{PREFIX}current"], args=[PREFIX, abtest.MODEL_OF_ARM[arm], str(cid)])
+            if reply and reply[2] and int(reply[2]) != share_guess["share"]:
+                # The served version was loaded with another share: follow it (rare, once per change).
+                share_guess["share"] = int(reply[2])
+                arm = abtest.arm_for(cid, share_guess["share"])
+                reply = recs_script(keys=[f"{PREFIX}current"], args=[PREFIX, abtest.MODEL_OF_ARM[arm], str(cid)])
+        except redis_errors as exc:
+            return unavailable(exc, {**record, "arm": arm}, started)
+        if not reply:
+            return not_loaded({**record, "arm": arm}, started)
+        version, ds, _share, payload, cold = reply
+        cold_start = cold == "1"
+        model = POPULAR_MODEL if cold_start else abtest.MODEL_OF_ARM[arm]
+        items = json.loads(payload)[:k]
+        body = {"client_id": cid, "arm": arm, "model": model, "cold_start": cold_start,
+                "items": [{"item_id": i, "rank": r, "score": s} for i, r, s in items],
+                "ds": ds, "version": version}
+        return answer(200, body, {**record, "arm": arm, "model": model, "cold_start": cold_start,
+                                  "version": version, "ds": ds, "item_ids": [i for i, _, _ in items]}, started)
+
+    @app.get("/leads/<premise_id>")
+    def leads(premise_id: str):
+        started = time.perf_counter()
+        record = {"endpoint": "leads", "premise_id": premise_id}
+        try:
+            pid, k = _parse_request(premise_id, "premise_id", max_k)
+        except _BadRequest as exc:
+            return error(400, "bad_request", str(exc), record, started)
+        record["premise_id"] = pid
+        try:
+            reply = leads_script(keys=[f"{PREFIX}current"], args=[PREFIX, str(pid)])
+        except redis_errors as exc:
+            return unavailable(exc, record, started)
+        if not reply:
+            return not_loaded(record, started)
+        version, ds, payload = reply
+        record.update(version=version, ds=ds)
+        if not payload:
+            return error(404, "unknown_premise",
+                         f"premise {pid} has no leads in version {version} (ds {ds}): not vacant, "
+                         "unknown, or no tenant passes its filters", record, started)
+        tenants = json.loads(payload)[:k]
+        body = {"premise_id": pid, "tenants": [{"client_id": u, "rank": r, "score": s} for u, r, s in tenants],
+                "ds": ds, "version": version}
+        return answer(200, body, {**record, "client_ids": [u for u, _, _ in tenants]}, started)
+
+    @app.get("/health")
+    def health():
+        started = time.perf_counter()
+        record = {"endpoint": "health"}
+        try:
+            version = client.get(f"{PREFIX}current")
+            meta = client.hgetall(_key(version, "meta")) if version else {}
+        except redis_errors as exc:
+            return unavailable(exc, record, started)
+        if not version:
+            return not_loaded(record, started)
+        body = {"status": "ok", "version": version, "ds": meta.get("ds"), "loaded_at": meta.get("loaded_at"),
+                "clients": int(meta.get("clients", 0))}
+        return answer(200, body, {**record, "version": version, "ds": meta.get("ds")}, started)
+
+    @app.errorhandler(404)
+    def no_route(_exc):
+        return {"error": "not_found", "message": f"no route {request.path}; see GET /health, "
+                "/recommendations/<client_id>?k=, /leads/<premise_id>?k=", "status": 404}, 404
+
+    @app.errorhandler(405)
+    def bad_method(_exc):
+        return {"error": "method_not_allowed", "message": f"{request.method} {request.path}: only GET",
+                "status": 405}, 405
+
+    return app
