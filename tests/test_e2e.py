@@ -303,7 +303,7 @@ def test_the_demo_fails_at_once_instead_of_waiting_on_an_unfinished_earlier_snap
                           env=env, capture=True)
     env["OSTAP_AIRFLOW_HOME"] = str(home)
     # In a process of its own, with a time limit: without the check it would hang, not fail.
-    demo = subprocess.run([sys.executable, "-c", "from jobs import pipeline; pipeline.run_dates(['2024-06-03'])"],
+    demo = subprocess.run([sys.executable, "-c", "from jobs.local import pipeline; pipeline.run_dates(['2024-06-03'])"],
                           env=env, cwd=str(airflow_local.REPO), capture_output=True, text=True, timeout=600)
     assert demo.returncode != 0
     assert f"{SNAPSHOT_DAG} 2024-06-03 would wait forever" in demo.stderr, demo.stderr[-2000:]

@@ -222,7 +222,7 @@ def test_phone_normalisation_in_spark_and_python_agree(spark):
 def test_key_from_the_airflow_variable_only_under_airflow(tmp_path, monkeypatch):
     env = {k: v for k, v in os.environ.items() if k != pii.KEY_ENV and not k.startswith("AIRFLOW_CTX_")}
     env |= {"AIRFLOW_HOME": str(tmp_path), "AIRFLOW_VAR_OSTAP_PII_KEY": "key-from-airflow-variable"}
-    probe = [sys.executable, "-c", "from jobs import pii; print(pii.pii_key().decode())"]
+    probe = [sys.executable, "-c", "from jobs.core import pii; print(pii.pii_key().decode())"]
     under_airflow = subprocess.run(probe, env=env | {"AIRFLOW_CTX_DAG_ID": "ostap_scoring"},
                                    capture_output=True, text=True, check=True)
     assert under_airflow.stdout.strip() == "key-from-airflow-variable"

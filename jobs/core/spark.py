@@ -47,7 +47,7 @@ def driver_java_options() -> str:
 def session_conf(master: str | None = None, conf: dict[str, str] | None = None) -> dict[str, str]:
     """The settings a job's session gets; `conf` (from --conf) wins over the defaults."""
     root = config.warehouse_root()
-    settings = {
+    session = {
         "spark.master": config.spark_master(master),
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": DEFAULT_SHUFFLE_PARTITIONS,
@@ -73,8 +73,8 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None) 
         "spark.sql.warehouse.dir": os.path.join(root, "_spark_catalog") if config.is_local(root)
         else root + "/_spark_catalog",
     }
-    settings.update(conf or {})
-    return settings
+    session.update(conf or {})
+    return session
 
 
 def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str, str] | None = None):
@@ -88,11 +88,11 @@ def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    settings = session_conf(master, conf)
+    wanted = session_conf(master, conf)
     if master is None and _launched_by_spark_submit():
         # spark-submit already chose the master (--master); do not override it.
-        settings.pop("spark.master")
-    for key, value in settings.items():
+        wanted.pop("spark.master")
+    for key, value in wanted.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(settings.SPARK_LOG_LEVEL.get())
@@ -100,10 +100,10 @@ def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str
 
 
 @contextlib.contextmanager
-def session_settings(spark, settings: dict[str, str]):
+def session_settings(spark, values: dict[str, str]):
     """Set SQL settings of the session for the block, then put the previous values back."""
-    before = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
+    before = {key: spark.conf.get(key, None) for key in values}
+    for key, value in values.items():
         spark.conf.set(key, value)
     try:
         yield
