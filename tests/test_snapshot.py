@@ -16,7 +16,9 @@ import pytest
 
 from jobs.core import storage, tables
 from jobs.core.errors import BadInputError, DataQualityError, OstapError
+from jobs.ods_snapshot import replica
 from jobs.ods_snapshot import snapshot as snapshot_job
+from jobs.ods_snapshot import state as snapshot_state
 from jobs.ods_snapshot.snapshot import STATE_SIDECAR, build_snapshot, read_state
 
 RAW = tables.TABLES["raw.clients"]
@@ -182,7 +184,7 @@ def test_an_incremental_day_reads_the_folder_of_its_landing_day_alone(spark, war
                       change(1, "2024-01-02 10:00:00", 3, "U", name="b"),
                       change(2, "2024-01-03 10:00:00", 4, "U", name="c"),
                       change(3, "2024-01-03 11:00:00", 5, "I", name="d")])
-    spec, changes, has_load_date, day_only = snapshot_job._read_changes(
+    spec, changes, has_load_date, day_only = replica.read_changes(
         spark, "clients", None, None, None, landed_on=dt.date(2024, 1, 3))
     assert day_only and has_load_date
     assert changes.inputFiles() and all("/load_date=2024-01-03/" in f for f in changes.inputFiles())
@@ -192,16 +194,16 @@ def test_an_incremental_day_reads_the_folder_of_its_landing_day_alone(spark, war
     # Nothing landed on that day: no rows, with the columns of the latest load day, no file read
     # and no folder listed but the source's top level (a quiet entity's day must not cost what
     # its whole history does).
-    _, changes, has_load_date, day_only = snapshot_job._read_changes(spark, "clients", None, None, None,
+    _, changes, has_load_date, day_only = replica.read_changes(spark, "clients", None, None, None,
                                                                      landed_on=dt.date(2024, 1, 4))
     assert day_only and has_load_date and changes.count() == 0
     assert changes.dtypes == day_columns and changes.inputFiles() == []
     # The same before the first load day (a backfill of an early date).
-    _, changes, _, day_only = snapshot_job._read_changes(spark, "clients", None, None, None,
+    _, changes, _, day_only = replica.read_changes(spark, "clients", None, None, None,
                                                          landed_on=dt.date(2023, 12, 31))
     assert day_only and changes.count() == 0
     # Without landed_on (a full run) the whole source.
-    _, changes, _, day_only = snapshot_job._read_changes(spark, "clients", None, None, None)
+    _, changes, _, day_only = replica.read_changes(spark, "clients", None, None, None)
     assert not day_only and changes.count() == 5
     # Without the state of D-1 the run falls back to a full rebuild, which reads every landed row,
     # on a day with rows and on one without.
@@ -470,8 +472,8 @@ def test_state_is_a_delta_on_the_last_whole_state_until_compaction(spark, wareho
 
 def test_a_state_delta_is_written_in_files_small_enough_to_share_out(spark, warehouse, monkeypatch):
     # A delta carries yesterday's delta rows of the keys left alone today: written as one file
-    # they would be read and rewritten by one task every day (jobs/snapshot.py, _stage_state).
-    monkeypatch.setattr(snapshot_job, "DELTA_FILE_ROWS", 3)
+    # they would be read and rewritten by one task every day (jobs/ods_snapshot/state.py, stage_state).
+    monkeypatch.setattr(snapshot_state, "DELTA_FILE_ROWS", 3)
     rows = [change(k, "2024-01-01 10:00:00", k, "I", name=f"c{k}") for k in range(1, 21)]
     rows += [change(k, "2024-01-02 10:00:00", 100 + k, "U", name="day2") for k in range(1, 8)]
     rows += [change(k, "2024-01-03 10:00:00", 200 + k, "U", name="day3") for k in range(10, 13)]

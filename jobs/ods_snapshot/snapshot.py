@@ -7,35 +7,33 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
-import re
 import time
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
 
-from jobs.core import config, quality, sqlfiles, storage, tables
+from jobs.core import quality, sqlfiles, storage, tables
 from jobs.core.errors import BadInputError, DataQualityError
+from jobs.ods_snapshot.replica import read_changes, read_replica, with_reject_reasons
+from jobs.ods_snapshot.spec import (
+    DEFAULT_MAX_REJECT_SHARE,
+    DEFAULT_STATE_COMPACTION,
+    FIRST_KEYS_SHOWN,
+    SNAPSHOT_SIDECAR,
+    STATE_SIDECAR,
+    SnapshotResult,
+    Spec,
+    key_text,
+    parse_ds,
+    view,
+)
+from jobs.ods_snapshot.state import incremental_input, read_state, stage_state, state_info
+
+# The names tests, benchmarks and other commands use, whichever module of the job defines them.
+__all__ = ["DEFAULT_STATE_COMPACTION", "SNAPSHOT_SIDECAR", "STATE_SIDECAR", "SnapshotResult", "build_snapshot",
+           "read_replica", "read_state"]
 
 HELP = "rebuild the as-of snapshot ods.<entity> for --ds from ODS change rows (full or incremental)"
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MAX_REJECT_SHARE = 0.001
-# A state partition names its run and its base when it is a delta (see the state layout in
-# _incremental_input) in this sidecar, and counts its rows (when whole; partition_rows: the rows of
-# the partition itself, whole or delta), tombstones, pending rows and conflicted keys: the next run
-# skips the work those figures make needless.
-STATE_SIDECAR = "_STATE.json"
-# An ods partition names the run that wrote it (an incremental run reads ods(D-1) only when the
-# run that wrote state(D-1) wrote it too).
-SNAPSHOT_SIDECAR = "_SNAPSHOT.json"
-DEFAULT_STATE_COMPACTION = 0.25
-# How a state delta is written and read back (_stage_state).
-DELTA_FILE_ROWS = 50_000
-DELTA_OPEN_COST = 64 * 1024
-FIRST_KEYS_SHOWN = 5
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def add_arguments(parser) -> None:
@@ -64,7 +62,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from jobs.core.spark import spark_for
 
-    _parse_ds(args.ds)  # refuse a bad date before starting Spark
+    parse_ds(args.ds)  # refuse a bad date before starting Spark
     spark = spark_for(args, f"ostap-snapshot-{args.entity}")
     keys = tuple(k.strip() for k in args.key.split(",") if k.strip()) if args.key else None
     result = build_snapshot(spark, args.entity, args.ds, source=args.source, keys=keys, mode=args.mode,
@@ -72,60 +70,6 @@ def run(args) -> int:
                             state_compaction=args.state_compaction)
     print(result.summary())
     return 0
-
-
-@dataclass
-class SnapshotResult:
-    entity: str
-    ds: str
-    mode: str
-    rows_read: int = 0
-    state_rows_read: int = 0
-    live_keys: int = 0
-    deletes_applied: int = 0
-    duplicates_collapsed: int = 0
-    conflicts: int = 0
-    rejects: int = 0
-    pending_rows: int = 0
-    seconds: float = 0.0
-    run_id: str = ""
-    state_base: str = ""  # ds of the whole state this run's state is a delta on ("": written whole)
-    untouched_from: str = ""  # incremental runs: where the untouched keys' rows came from (ods | state)
-    notes: list[str] = field(default_factory=list)
-    rejects_by_reason: dict[str, int] = field(default_factory=dict)
-    excluded_keys: list[dict] = field(default_factory=list)
-
-    def summary(self) -> str:
-        text = (f"snapshot {self.entity} ds={self.ds} {self.mode}: read {self.rows_read} rows"
-                + (f" + {self.state_rows_read} state rows" if self.mode == "incremental" else "")
-                + f", {self.live_keys} live keys, {self.deletes_applied} deletes applied, "
-                f"{self.duplicates_collapsed} duplicates collapsed, {self.conflicts} conflicts, "
-                f"{self.rejects} rejects, {self.pending_rows} rows pending a later day, "
-                + (f"state as a delta on ds={self.state_base}, " if self.state_base else "")
-                + f"{self.seconds:.1f} s (run {self.run_id})")
-        return text + "".join(f"; {note}" for note in self.notes)
-
-
-@dataclass(frozen=True)
-class _Spec:
-    """What one snapshot run reads and writes."""
-
-    entity: str
-    keys: tuple[str, ...]
-    payload_ddl: str  # payload columns (keys included), Spark DDL
-    ods: tables.Table
-    state: tables.Table
-    source: str
-    source_format: str  # parquet | csv
-
-    @property
-    def payload(self) -> list[str]:
-        return tables.Table("_", "_", (), self.payload_ddl).columns
-
-    @property
-    def content(self) -> list[str]:
-        """What makes two changes at one (key, ods_dt, ods_seq) the same change."""
-        return ["ods_type"] + [c for c in self.payload if c not in self.keys]
 
 
 def build_snapshot(spark, entity: str, ds: str, **options) -> SnapshotResult:
@@ -147,7 +91,7 @@ def build_snapshot(spark, entity: str, ds: str, **options) -> SnapshotResult:
     except Exception as exc:
         if not storage.java_error_caused_by(exc, "java.io.FileNotFoundException"):
             raise
-        previous = str(_parse_ds(ds) - dt.timedelta(days=1))
+        previous = str(parse_ds(ds) - dt.timedelta(days=1))
         note = (f"an input file of {entity} vanished while the run read it (ds={previous} republished meanwhile?); "
                 f"ran again once the publish of ds={previous} was over")
         log.warning("snapshot %s ds=%s: %s", entity, ds, note)
@@ -168,7 +112,7 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
                     state_compaction: float = DEFAULT_STATE_COMPACTION) -> SnapshotResult:
     """One attempt of build_snapshot."""
     started = time.monotonic()
-    day = _parse_ds(ds)
+    day = parse_ds(ds)
     if on_conflict not in ("fail", "quarantine"):
         raise BadInputError(f"--on-conflict {on_conflict!r}: expected fail or quarantine")
     if not 0 <= max_reject_share <= 1:
@@ -178,14 +122,14 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
     run_id = run_id or uuid.uuid4().hex[:12]
     # Unless told to rebuild, read the rows landed on D alone: listing every load_date folder of
     # the replica would cost each day time that grows with its history.
-    spec, changes, has_load_date, day_only = _read_changes(spark, entity, source, keys, root,
+    spec, changes, has_load_date, day_only = read_changes(spark, entity, source, keys, root,
                                                            landed_on=None if mode == "full" else day)
     cutoff = f"TIMESTAMP'{day + dt.timedelta(days=1)} 00:00:00'"
     previous = str(day - dt.timedelta(days=1))
 
     mode_used, notes = _choose_mode(spark, spec, mode, has_load_date, previous, root)
     if mode_used == "full" and day_only:  # no state of D-1: every landed row after all
-        spec, changes, has_load_date, _ = _read_changes(spark, entity, source, keys, root)
+        spec, changes, has_load_date, _ = read_changes(spark, entity, source, keys, root)
     result = SnapshotResult(spec.entity, ds, mode_used, run_id=run_id, notes=notes)
     for note in notes:
         log.warning("%s", note)
@@ -198,21 +142,21 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
         new_rows = changes
     # Rejected rows keep the values as read (for dq.rejects); valid rows drop them before the shuffle.
     as_read = ("ods_dt_text", "ods_seq_text", "load_date")
-    checked = _checked(spark, spec, new_rows).selectExpr(
+    checked = with_reject_reasons(spark, spec, new_rows).selectExpr(
         *spec.state.columns, "reject_reason",
         *[f"CASE WHEN reject_reason IS NOT NULL THEN {c} END AS {c}" for c in as_read], "1 AS read_here")
     previous_state = None
     if mode_used == "incremental":
-        previous_state = _incremental_input(spark, spec, checked, previous, root)
+        previous_state = incremental_input(spark, spec, checked, previous, root)
         checked = previous_state.rows
 
     # One pass over the rows read: every later step reads this cache of ~1 row per key.
     ranked = spark.sql(sqlfiles.load("ods_snapshot/ods_snapshot.sql", keys=", ".join(spec.keys), cutoff=cutoff,
-                                     changes=_view(checked, "snapshot_changes"))).persist()
+                                     changes=view(checked, "snapshot_changes"))).persist()
     resolved = None
     try:
         per_key = spark.sql(sqlfiles.load("ods_snapshot/ods_snapshot_winners.sql", keys=", ".join(spec.keys),
-                                          content=", ".join(spec.content), ranked=_view(ranked, "snapshot_ranked")))
+                                          content=", ".join(spec.content), ranked=view(ranked, "snapshot_ranked")))
         same_content = " AND ".join(f"hi.{c} <=> lo.{c}" for c in spec.content)
         resolved = per_key.selectExpr("*", f"NOT ({same_content}) AS conflict").persist()
         _count_figures(spark, ranked, resolved, result)
@@ -231,7 +175,7 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
                 f"ds={ds} run {run_id}; nothing published")
         if result.conflicts:
             result.excluded_keys = _write_conflicts(spark, spec, resolved, ranked, ds, run_id, root)
-            first = "; ".join(_key_text(k) for k in result.excluded_keys)
+            first = "; ".join(key_text(k) for k in result.excluded_keys)
             if on_conflict == "fail":
                 if previous_state is not None:
                     previous_state.count_untouched(result)
@@ -276,7 +220,7 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
                 if previous_state is not None:
                     state_df, base, delta_rows = previous_state.next_state(spark, spec, state_df, touched_state_rows,
                                                                            state_compaction, root)
-                state_staging = _stage_state(spark, spec, state_df, ds, root, run_id, delta=base is not None)
+                state_staging = stage_state(spark, spec, state_df, ds, root, run_id, delta=base is not None)
             except BaseException:
                 storage.discard_staged(spark, spec.ods, ds, root, run_id)
                 storage.discard_staged(spark, spec.state, ds, root, run_id)
@@ -299,378 +243,7 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
     return result
 
 
-def _stage_state(spark, spec: _Spec, state_df, ds: str, root: str | None, run_id: str, delta: bool) -> str:
-    """Stage state partition ds; a delta spread over files small enough to share out.
-
-    A delta carries the rows of yesterday's delta whose keys today left alone, read from its
-    files as it writes them. Spark packs small files into one read task (each costs
-    spark.sql.files.openCostInBytes, 4 MB, as if it were that large) and cannot split a file of
-    one row group, so the carried rows stayed in one file that one task read and wrote every day
-    while the other cores idled, ~1 s of a ~7 s day at 150k carried rows, and growing until the
-    next compaction. Files of at most DELTA_FILE_ROWS rows, packed by their real size, spread it.
-    """
-    if not delta:
-        return storage.stage_partition(state_df, spec.state, ds, check=quality.gate, root=root, run_id=run_id)
-    from jobs.core.spark import session_settings
-
-    with session_settings(spark, {"spark.sql.files.openCostInBytes": str(DELTA_OPEN_COST)}):
-        return storage.stage_partition(state_df, spec.state, ds, check=quality.gate, root=root, run_id=run_id,
-                                       options={"maxRecordsPerFile": str(DELTA_FILE_ROWS)})
-
-
-def _view(df, name: str) -> str:
-    df.createOrReplaceTempView(name)
-    return name
-
-
-@dataclass
-class _PreviousState:
-    """What an incremental run takes from state(D-1)."""
-
-    rows: Any  # the change rows read now plus the state rows of the keys they touch
-    untouched: Any  # the rows of state(D-1) of every other key, as they are
-    touched: Any  # the touched keys (cached)
-    delta: Any | None  # the delta rows of state(D-1); None when it is whole
-    base: dict  # {"ds", "run_id", "rows"}: the whole state a delta written for D builds on
-    cached: tuple = ()
-    # ods(D-1) when it can stand in for the untouched keys' state rows (see untouched_live), the
-    # tombstones state(D-1) holds, and an Observation counting those of the touched keys.
-    previous_ods: Any | None = None
-    previous_deletes: int = 0
-    touched_tombstones: Any | None = None
-    # The rows delta(D-1) holds (its sidecar's partition_rows) and an Observation counting those of
-    # the touched keys: the rows a delta of D carries over are the difference, without a count job.
-    delta_rows: int | None = None
-    delta_touched: Any | None = None
-    _untouched_seen: Any | None = None
-
-    def untouched_live(self, spec: _Spec, run_id: str):
-        """The ods rows of D of the keys nothing touched, counted as they stream into the publish.
-
-        ods(D-1) holds exactly the live winners of state(D-1) when the same run wrote both and
-        the state kept no conflict, so those rows are read from it: fewer rows and columns than
-        the state, and no delta to resolve. Otherwise from the state rows, tombstones left out.
-        """
-        from pyspark.sql import Observation
-        from pyspark.sql import functions as F
-
-        self._untouched_seen = Observation(f"snapshot_untouched_{run_id}")
-        if self.previous_ods is not None:
-            rows = self.previous_ods.join(F.broadcast(self.touched), list(spec.keys), "left_anti")
-            return rows.observe(self._untouched_seen, F.count("*").alias("live")).select(*spec.ods.columns)
-        rows = self.untouched.observe(self._untouched_seen, *[F.expr(e) for e in _UNTOUCHED_FIGURES])
-        return rows.where("ods_type <> 'D'").select(*spec.ods.columns)
-
-    def add_untouched(self, result: SnapshotResult) -> int:
-        """Add the untouched keys' figures once the publish has read them; return their number."""
-        seen = _observed(self._untouched_seen, "live", "deletes")
-        result.untouched_from = "state" if self.previous_ods is None else "ods"
-        if self.previous_ods is not None:
-            # A tombstone of state(D-1) stays one unless its key was touched.
-            seen = {"live": seen["live"],
-                    "deletes": self.previous_deletes - _observed(self.touched_tombstones, "tombstones")["tombstones"]}
-        _add_untouched(seen, result)
-        return seen["live"] + seen["deletes"]
-
-    def count_untouched(self, result: SnapshotResult) -> None:
-        """Add the untouched keys' figures by a pass of their own (failed runs publish nothing)."""
-        _add_untouched(self.untouched.selectExpr(*_UNTOUCHED_FIGURES).first().asDict(), result)
-
-    def next_state(self, spark, spec: _Spec, todays, todays_rows: int, compaction: float, root: str | None):
-        """(state rows to publish for D, the base they are a delta on or None when written whole,
-        the rows of that delta or None).
-
-        `todays` are the state rows of the touched keys. The delta of D is those plus the
-        delta rows of D-1 of keys not touched today; once it would exceed `compaction` times
-        the base, the whole state is written instead (a compaction, as costly as before).
-        """
-        from pyspark.sql import functions as F
-
-        carried = (self.delta.join(F.broadcast(self.touched), list(spec.keys), "left_anti")
-                   if self.delta is not None else None)
-        base_rows = self.base.get("rows")
-        if base_rows is None:  # a state written before its sidecar recorded its rows
-            base_rows = storage.read_partition(spark, spec.state, self.base["ds"], root).count()  # footers only
-        carried_rows = 0
-        if carried is not None:
-            # The ranking has read the touched keys' delta rows by now, so the Observation is set.
-            carried_rows = (self.delta_rows - _observed(self.delta_touched, "rows")["rows"]
-                            if self.delta_rows is not None
-                            else carried.count())  # a sidecar written before it recorded partition_rows
-        if todays_rows + carried_rows > compaction * base_rows:
-            return todays.unionByName(self.untouched.select(*spec.state.columns)), None, None
-        if carried is not None:
-            todays = todays.unionByName(carried.select(*spec.state.columns))
-        return todays, self.base, todays_rows + carried_rows
-
-
-def _observed(observation, *names: str) -> dict:
-    """What an Observation counted, once the action that read its rows has run.
-
-    Zeros when Spark optimized the observed rows away: on a day with no change rows, adaptive
-    execution replaces a join with the (empty) touched keys by an empty relation, observation
-    included, and the observation then holds an empty row.
-    """
-    if observation._jo.getRow().length() == 0:  # the public .get fails on an empty row
-        return dict.fromkeys(names, 0)
-    return observation.get
-
-
-def _sidecar(spark, table: tables.Table, ds: str, name: str, root: str | None) -> dict | None:
-    """The JSON sidecar `name` of partition ds of `table`, None when it has none."""
-    text = storage.read_text(spark, f"{table.partition_path(ds, root)}/{name}")
-    return json.loads(text) if text else None
-
-
-def _state_info(spark, spec: _Spec, ds: str, root: str | None) -> dict | None:
-    """The sidecar of state partition ds ({"run_id", "base", "rows", "partition_rows", "deletes",
-    "pending_rows", "conflicted_keys"}; older ones lack some), None when it has none."""
-    return _sidecar(spark, spec.state, ds, STATE_SIDECAR, root)
-
-
-def read_state(spark, entity: str, ds: str, root: str | None = None, table: tables.Table | None = None):
-    """The whole state.<entity> of ds: a delta partition overrides its base key by key."""
-    from pyspark.sql import functions as F
-
-    table = table or tables.TABLES[f"state.{entity}"]
-    rows = storage.read_partition(spark, table, ds, root)
-    base = (_sidecar(spark, table, ds, STATE_SIDECAR, root) or {}).get("base")
-    if not base:
-        return rows
-    base_rows = storage.read_partition(spark, table, base["ds"], root)
-    keys = list(table.keys)
-    return base_rows.join(F.broadcast(rows.select(*keys)), keys, "left_anti").unionByName(rows)
-
-
-def _incremental_input(spark, spec: _Spec, checked, previous: str, root: str | None) -> _PreviousState:
-    """The rows to rank (those read now plus the state rows of the keys they touch) and the
-    rows of state(D-1) that nothing touched.
-
-    Only keys with a change read today, a pending row or a conflict kept in the state go
-    through the dedup (a few percent of the keys on a normal day). Every other key's winner
-    passes from state(D-1) to D unchanged: its rows are streamed from the state files through a
-    broadcast anti-join straight into the ods publish, never shuffled, cached or ranked. The
-    touched keys are computed once and cached: the semi-join, the anti-join and both publishes
-    read them.
-
-    State layout: a state partition is either whole, or a delta on the whole partition of an
-    earlier day (its sidecar names it): the rows of every key touched since then. Pending rows
-    and quarantined conflicts always sit in a delta (the run after a whole state touches their
-    keys, and every delta after it carries them), so finding them reads the delta only; the bulk
-    of the state is then neither shuffled nor rewritten on an ordinary day.
-    """
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
-    info = _state_info(spark, spec, previous, root) or {}
-    base = info.get("base")
-    delta = delta_touched = None
-    if base:
-        delta = storage.read_partition(spark, spec.state, previous, root)
-        base_rows = storage.read_partition(spark, spec.state, base["ds"], root)
-        # An anti-join needs no distinct build side: the delta's key column is broadcast as it is.
-        not_in_delta = base_rows.join(F.broadcast(delta.select(*spec.keys)), list(spec.keys), "left_anti")
-        previous_state, flagged_in = not_in_delta.unionByName(delta), delta
-    else:
-        previous_state = flagged_in = storage.read_partition(spark, spec.state, previous, root)
-        base = {"ds": previous, "run_id": info.get("run_id"), "rows": info.get("rows")}
-    previous_cutoff = f"TIMESTAMP'{previous} 00:00:00' + INTERVAL 1 DAY"
-    from_state = ["NULL AS reject_reason", "NULL AS ods_dt_text", "NULL AS ods_seq_text",
-                  "CAST(NULL AS date) AS load_date", "0 AS read_here"]
-    touched = checked.where("reject_reason IS NULL").select(*spec.keys)
-    # The sidecar of D-1 says how many pending rows and conflicted keys its state holds (states
-    # written before it was added say nothing: both are looked for then). Either kind is rare.
-    if info.get("pending_rows", 1):
-        # Pending rows of D-1 (ods_dt after D-1) have not reached any winner yet: they arrive now.
-        touched = touched.unionByName(flagged_in.where(f"ods_dt >= {previous_cutoff}").select(*spec.keys))
-    if info.get("conflicted_keys", 1):
-        # A quarantined conflict is the only way a key has two winner rows in the state: it must
-        # be re-examined every day (key columns only are shuffled to find those keys).
-        touched = touched.unionByName(flagged_in.where(f"ods_dt < {previous_cutoff}").groupBy(*spec.keys)
-                                      .count().where("count > 1").select(*spec.keys))
-    # Not made distinct: semi- and anti-joins do not need it, and it would cost a shuffle.
-    touched = touched.persist()
-    # Arriving rows are rows of touched keys: the semi-join brings them in with the winners.
-    contested = previous_state.join(F.broadcast(touched), list(spec.keys), "left_semi")
-    if delta is not None and info.get("partition_rows") is not None:
-        # The same rows, the delta's counted as they stream by (next_state needs their number).
-        delta_touched = Observation(f"snapshot_delta_touched_{uuid.uuid4().hex[:12]}")
-        contested = not_in_delta.join(F.broadcast(touched), list(spec.keys), "left_semi").unionByName(
-            delta.join(F.broadcast(touched), list(spec.keys), "left_semi").observe(
-                delta_touched, F.count("*").alias("rows")))
-    previous_ods = touched_tombstones = None
-    if (info.get("conflicted_keys") == 0 and info.get("deletes") is not None
-            and _snapshot_run(spark, spec, previous, root) == info.get("run_id")):
-        # The untouched keys' rows come from ods(D-1) (untouched_live); their tombstones are those
-        # of state(D-1) less the touched keys' ones, counted as the ranking reads them.
-        previous_ods = storage.read_partition(spark, spec.ods, previous, root)
-        touched_tombstones = Observation(f"snapshot_touched_tombstones_{uuid.uuid4().hex[:12]}")
-        contested = contested.observe(touched_tombstones, F.expr(
-            f"count_if(ods_type = 'D' AND ods_dt < {previous_cutoff})").alias("tombstones"))
-    rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
-    untouched = previous_state.join(F.broadcast(touched), list(spec.keys), "left_anti")
-    return _PreviousState(rows, untouched, touched, delta, base, cached=(touched,), previous_ods=previous_ods,
-                          previous_deletes=info.get("deletes") or 0, touched_tombstones=touched_tombstones,
-                          delta_rows=info.get("partition_rows") if delta_touched else None,
-                          delta_touched=delta_touched)
-
-
-def _snapshot_run(spark, spec: _Spec, ds: str, root: str | None) -> str | None:
-    """The run that wrote ods partition ds (None: unknown or not published)."""
-    if not storage.path_exists(spark, f"{spec.ods.partition_path(ds, root)}/_SUCCESS"):
-        return None
-    return (_sidecar(spark, spec.ods, ds, SNAPSHOT_SIDECAR, root) or {}).get("run_id")
-
-
-# --- input -------------------------------------------------------------------------------------
-
-
-def _read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] | None, root: str | None,
-                  landed_on: dt.date | None = None):
-    """(spec, change rows normalized to typed columns + ods_dt_text/ods_seq_text/load_date, has_load_date,
-    day_only).
-
-    With `landed_on`, a Parquet source with a load_date=<that day> folder is read from that folder
-    alone (day_only True: its rows only, load_date still a column); one with load_date folders but
-    not that day's gives no rows (day_only True, the columns of its latest folder); otherwise the
-    whole source is read.
-    """
-    if not entity or not _IDENTIFIER.match(entity):
-        raise BadInputError(f"--entity {entity!r}: expected a name of letters, digits and underscores")
-    known = entity in tables.ENTITY_PAYLOADS
-    if source is None:
-        registry_keys = tables.entity_keys(entity)  # unknown entity: one-line OstapError
-        raw = tables.TABLES[f"raw.{entity}"]
-        path = raw.path(root)
-        if not storage.path_exists(spark, path):
-            raise BadInputError(f"raw.{entity}: no change rows at {path} (run `ostap generate` or pass --source)")
-        source, source_format = path, "parquet"
-    else:
-        registry_keys = tables.entity_keys(entity) if known else None
-        if not storage.path_exists(spark, source):
-            raise BadInputError(f"--source {source}: no such file or folder")
-        source_format = _source_format(source)
-    if keys and registry_keys and tuple(keys) != registry_keys:
-        raise BadInputError(f"--key {','.join(keys)}: {entity} is keyed by {','.join(registry_keys)} in the "
-                            "table registry; use another --entity name for a different key")
-    keys = tuple(keys or registry_keys or ())
-    if not keys:
-        raise BadInputError(f"--entity {entity} is not in the table registry: pass --key COL[,COL] with --source")
-
-    day_only = False
-    if source_format == "csv":
-        df = (spark.read.option("header", True).option("inferSchema", True)
-              .option("timestampFormat", "yyyy-MM-dd[ HH:mm:ss[.SSSSSS]]").csv(source))
-    else:
-        day_folder = f"{source.rstrip('/')}/load_date={landed_on}" if landed_on else None
-        nothing_landed = bool(day_folder) and not storage.path_exists(spark, day_folder)
-        if nothing_landed:
-            # No rows, with the columns of the latest load day: listing every load_date folder
-            # to find no row of the day in them would cost the day time that grows with the
-            # replica's history (a listing call per folder on HDFS or an object store).
-            day_folder = _latest_load_folder(spark, source)
-        day_only = day_folder is not None
-        # basePath keeps load_date a column, as when the whole source is read.
-        df = (spark.read.option("basePath", source).parquet(day_folder) if day_only
-              else read_replica(spark, source))
-        if nothing_landed and day_only:
-            df = df.limit(0)
-    columns = set(df.columns)
-    missing = [c for c in (*keys, *tables.CDC_COLUMN_NAMES) if c not in columns]
-    if missing:
-        raise BadInputError(f"{source}: missing column(s) {', '.join(missing)} (need the key columns "
-                            f"{', '.join(keys)} and {', '.join(tables.CDC_COLUMN_NAMES)})")
-    if known:
-        payload_ddl = tables.ENTITY_PAYLOADS[entity][1]
-        ods, state = tables.TABLES[f"ods.{entity}"], tables.TABLES[f"state.{entity}"]
-        missing = [c for c in tables.Table("_", "_", (), payload_ddl).columns if c not in columns]
-        if missing:
-            raise BadInputError(f"{source}: missing payload column(s) {', '.join(missing)} of {entity}")
-    else:
-        fields = [f for f in df.schema.fields if f.name not in (*tables.CDC_COLUMN_NAMES, "load_date")]
-        odd = [f.name for f in fields if not _IDENTIFIER.match(f.name)]
-        if odd:
-            raise BadInputError(f"{source}: column name(s) {', '.join(map(repr, odd))} are not plain identifiers")
-        payload_ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in fields)
-        # Not in the registry, so no expectation suite: the quality gate skips unpublished tables.
-        ods = tables.Table(entity, "ods", keys, f"{payload_ddl}, ods_dt timestamp, ods_seq bigint",
-                           description=f"Snapshot of {entity} from {source}.", published=False)
-        state = tables.Table(entity, "state", keys, f"{tables.CDC_COLUMNS}, {payload_ddl}", published=False,
-                             description=f"Last change per key of {entity} from {source}.")
-    spec = _Spec(entity, keys, payload_ddl, ods, state, source, source_format)
-    return spec, _normalize(df, spec), "load_date" in columns, day_only
-
-
-def _latest_load_folder(spark, source: str) -> str | None:
-    """The load_date=YYYY-MM-DD folder of the source with the latest date (one listing of the
-    source's top level), None when it has none."""
-    days = [name for name in storage.subfolder_names(spark, source)
-            if re.fullmatch(r"load_date=\d{4}-\d{2}-\d{2}", name)]
-    return f"{source.rstrip('/')}/{days[-1]}" if days else None
-
-
-def read_replica(spark, source: str):
-    """The Parquet source, its partition folders listed on the driver.
-
-    Above spark.sql.sources.parallelPartitionDiscovery.threshold (32) folders Spark lists them
-    with a distributed job; a year of load_date folders then costs a job of 365 tasks per run
-    (1.6-1.8 s in a warm session on local disk), where listing them from the driver takes
-    0.2-0.3 s there, and milliseconds per folder on HDFS.
-    """
-    from jobs.core.spark import session_settings
-
-    with session_settings(spark, {"spark.sql.sources.parallelPartitionDiscovery.threshold": "10000"}):
-        return spark.read.parquet(source)
-
-
-def _source_format(path: str) -> str:
-    if path.lower().endswith(".csv"):
-        return "csv"
-    local = config.local_path(path)
-    if config.is_local(path) and os.path.isdir(local):
-        names = [n for _, _, files in os.walk(local) for n in files if not n.startswith((".", "_"))]
-        if names and all(n.lower().endswith(".csv") for n in names):
-            return "csv"
-    return "parquet"
-
-
-def _normalize(df, spec: _Spec):
-    """Typed CDC columns plus the values as read (to tell null from unparseable)."""
-    from pyspark.sql import functions as F
-    from pyspark.sql.types import IntegralType, StringType, StructType, TimestampType
-
-    types = {f.name: f.dataType for f in df.schema.fields}
-    # The text as read tells a null from a value that does not parse. A typed column cannot hold
-    # an unparseable value, so it gets no text (dq.rejects formats the typed value instead):
-    # formatting 10M timestamps as text would cost seconds per full rebuild.
-    no_text = F.lit(None).cast("string")
-    if isinstance(types["ods_dt"], StringType):
-        ods_dt, ods_dt_text = F.expr("try_to_timestamp(ods_dt)"), F.col("ods_dt")
-    elif isinstance(types["ods_dt"], TimestampType):
-        ods_dt, ods_dt_text = F.col("ods_dt"), no_text
-    else:
-        ods_dt, ods_dt_text = F.col("ods_dt").cast("timestamp"), F.col("ods_dt").cast("string")
-    if isinstance(types["ods_seq"], IntegralType):
-        ods_seq, ods_seq_text = F.col("ods_seq").cast("bigint"), no_text
-    else:
-        ods_seq, ods_seq_text = F.expr("try_cast(ods_seq AS bigint)"), F.col("ods_seq").cast("string")
-    payload_types = {f.name: f.dataType for f in StructType.fromDDL(spec.payload_ddl).fields}
-    payload = [F.col(c).cast(payload_types[c]).alias(c) for c in spec.payload]
-    load_date = F.col("load_date").cast("date") if "load_date" in types else F.lit(None).cast("date")
-    return df.select(*payload, ods_dt.alias("ods_dt"), ods_seq.alias("ods_seq"),
-                     F.col("ods_type").cast("string").alias("ods_type"),
-                     ods_dt_text.alias("ods_dt_text"), ods_seq_text.alias("ods_seq_text"),
-                     load_date.alias("load_date"))
-
-
-def _checked(spark, spec: _Spec, rows):
-    rows.createOrReplaceTempView("snapshot_read")
-    null_key_checks = "\n    ".join(f"WHEN {k} IS NULL THEN 'null key column {k}'" for k in spec.keys)
-    return spark.sql(sqlfiles.load("ods_snapshot/ods_snapshot_checks.sql", null_key_checks=null_key_checks,
-                                   changes="snapshot_read"))
-
-
-def _choose_mode(spark, spec: _Spec, mode: str, has_load_date: bool, previous: str, root: str | None):
+def _choose_mode(spark, spec: Spec, mode: str, has_load_date: bool, previous: str, root: str | None):
     if mode not in ("auto", "full", "incremental"):
         raise BadInputError(f"mode {mode!r}: expected full or incremental")
     if mode == "full":
@@ -683,11 +256,11 @@ def _choose_mode(spark, spec: _Spec, mode: str, has_load_date: bool, previous: s
     marker = f"{spec.state.partition_path(previous, root)}/_SUCCESS"
     if not storage.path_exists(spark, marker):
         return "full", [f"no state.{spec.entity} ds={previous}: incremental run fell back to a full rebuild"]
-    base = (_state_info(spark, spec, previous, root) or {}).get("base")
+    base = (state_info(spark, spec, previous, root) or {}).get("base")
     if base:
         # A delta is only as good as the base it was computed on: a base rerun since (or
         # missing) would mix two histories, so the run rebuilds from the change rows instead.
-        base_info = _state_info(spark, spec, base["ds"], root)
+        base_info = state_info(spark, spec, base["ds"], root)
         base_published = storage.path_exists(spark, f"{spec.state.partition_path(base['ds'], root)}/_SUCCESS")
         if not base_published or (base_info or {}).get("base") or (base_info or {}).get("run_id") != base["run_id"]:
             return "full", [f"state.{spec.entity} ds={previous} is a delta on ds={base['ds']}, which was "
@@ -724,16 +297,8 @@ def _count_figures(spark, ranked, resolved, result: SnapshotResult) -> None:
 
 
 # One state row per untouched key: keys with a conflict or a pending row are always touched.
-_UNTOUCHED_FIGURES = ("count_if(ods_type <> 'D') AS live", "count_if(ods_type = 'D') AS deletes")
 
-
-def _add_untouched(figures: dict, result: SnapshotResult) -> None:
-    result.live_keys += figures["live"]
-    result.deletes_applied += figures["deletes"]
-    result.state_rows_read += figures["live"] + figures["deletes"]
-
-
-def _write_rejects(spark, spec: _Spec, ranked, ds: str, run_id: str, root: str | None) -> None:
+def _write_rejects(spark, spec: Spec, ranked, ds: str, run_id: str, root: str | None) -> None:
     from pyspark.sql import functions as F
 
     as_read = [*spec.payload, F.coalesce("ods_dt_text", F.col("ods_dt").cast("string")).alias("ods_dt"),
@@ -745,7 +310,7 @@ def _write_rejects(spark, spec: _Spec, ranked, ds: str, run_id: str, root: str |
     storage.append_records(spark, tables.TABLES["dq.rejects"], None, ds, root=root, df=rejects)
 
 
-def _write_conflicts(spark, spec: _Spec, resolved, ranked, ds: str, run_id: str, root: str | None) -> list[dict]:
+def _write_conflicts(spark, spec: Spec, resolved, ranked, ds: str, run_id: str, root: str | None) -> list[dict]:
     """Append every distinct change at the winning position of a conflicted key; return the first keys."""
     from pyspark.sql import functions as F
 
@@ -773,17 +338,4 @@ def _finish(spark, result: SnapshotResult, started: float, root: str | None) -> 
         "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
     }
     storage.append_records(spark, tables.TABLES["dq.job_metrics"], [record], result.ds, root=root)
-
-
-def _key_text(key: dict) -> str:
-    return ",".join(f"{k}={v}" for k, v in key.items())
-
-
-def _parse_ds(ds: str) -> dt.date:
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", ds or ""):
-            raise ValueError
-        return dt.date.fromisoformat(ds)
-    except ValueError:
-        raise BadInputError(f"--ds {ds!r}: expected a date YYYY-MM-DD") from None
 
