@@ -21,7 +21,7 @@ from jobs.core import abtest, quality, storage
 from jobs.core.errors import DataQualityError, OstapError
 from jobs.core.tables import TABLES
 from jobs.local import net, redis_local
-from jobs.serving import serving
+from jobs.serving import api, serving
 
 DS1, DS2 = "2026-03-01", "2026-03-02"
 USERS = list(range(1, 13))
@@ -128,7 +128,7 @@ def test_load_serve_switch_rollback_prune(published, redis_url, answer_log):
     from flask import Flask
 
     v1 = serving.load_version(DS1, redis_url, root=published, loaded_at="2026-03-01T06:00:00+00:00")
-    app = serving.create_app(redis_url, answer_log)
+    app = api.create_app(redis_url, answer_log)
     assert isinstance(app, Flask)
     http = app.test_client()
     assert_serves(http, DS1, v1)
@@ -153,13 +153,13 @@ def test_load_serve_switch_rollback_prune(published, redis_url, answer_log):
     assert state["current"] == versions[-1]
     client = serving.connect(redis_url)
     assert client.exists(*serving._version_keys(v1)) == 0  # pruned
-    assert client.exists(serving._key(versions[0], "rec:lightfm")) == 1
+    assert client.exists(serving.version_key(versions[0], "rec:lightfm")) == 1
     assert {e["event"] for e in state["history"]} >= {"load", "rollback", "prune"}
 
 
 def test_unknown_client_gets_cold_start_popular_list(published, redis_url, answer_log):
     version = serving.load_version(DS1, redis_url, root=published)
-    http = serving.create_app(redis_url, answer_log).test_client()
+    http = api.create_app(redis_url, answer_log).test_client()
     status, body = get(http, f"/recommendations/{UNKNOWN_CLIENT}?k=100")
     assert status == 200
     assert body["cold_start"] is True and body["model"] == serving.POPULAR_MODEL
@@ -184,7 +184,7 @@ def test_popular_list_keeps_only_vacant_premises():
 
 def test_leads_and_unknown_premise(published, redis_url, answer_log):
     serving.load_version(DS2, redis_url, root=published)
-    http = serving.create_app(redis_url, answer_log).test_client()
+    http = api.create_app(redis_url, answer_log).test_client()
     status, body = get(http, "/leads/101?k=2")
     assert status == 200
     assert [(t["client_id"], t["rank"]) for t in body["tenants"]] == [(u, r) for u, r, _ in leads_of(DS2)[101][:2]]
@@ -200,14 +200,14 @@ def test_leads_and_unknown_premise(published, redis_url, answer_log):
 ])
 def test_bad_ids_and_k_get_400(published, redis_url, answer_log, path):
     serving.load_version(DS1, redis_url, root=published)
-    status, body = get(serving.create_app(redis_url, answer_log).test_client(), path)
+    status, body = get(api.create_app(redis_url, answer_log).test_client(), path)
     assert status == 400
     assert body["error"] == "bad_request" and body["status"] == 400 and body["message"]
 
 
 def test_answer_log_has_one_line_per_answer_with_the_arm(published, redis_url, answer_log):
     version = serving.load_version(DS1, redis_url, root=published)
-    http = serving.create_app(redis_url, answer_log).test_client()
+    http = api.create_app(redis_url, answer_log).test_client()
     paths = [f"/recommendations/{u}" for u in USERS] + [f"/recommendations/{UNKNOWN_CLIENT}",
                                                         "/recommendations/bad", "/leads/100", "/health"]
     statuses = [http.get(p).status_code for p in paths]
@@ -245,7 +245,7 @@ def test_redis_down_answers_503_and_recovers_without_restart(published, tmp_path
     server = redis_local.start(folder)
     try:
         version = serving.load_version(DS1, server.url, root=published)
-        http = serving.create_app(server.url, answer_log).test_client()
+        http = api.create_app(server.url, answer_log).test_client()
         assert get(http, "/recommendations/1")[0] == 200
 
         redis_local.stop(server)
@@ -263,7 +263,7 @@ def test_redis_down_answers_503_and_recovers_without_restart(published, tmp_path
 
 
 def test_health_is_503_before_any_load(redis_url, answer_log):
-    status, body = get(serving.create_app(redis_url, answer_log).test_client(), "/health")
+    status, body = get(api.create_app(redis_url, answer_log).test_client(), "/health")
     assert status == 503 and body["error"] == "no_version"
 
 

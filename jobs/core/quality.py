@@ -30,7 +30,6 @@ Settings (environment; `ostap validate` has options for the band):
 from __future__ import annotations
 
 import datetime as dt
-import html
 import json
 import logging
 import math
@@ -40,7 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.core import config, settings
+from jobs.core import data_docs, settings
 from jobs.core.errors import DataQualityError, OstapError
 from jobs.core.resources import resource_dir
 
@@ -323,7 +322,7 @@ def validate(df, table, ds: str, run_id: str | None = None, root: str | None = N
                       suite=f"expectations/{table.pipeline}/{table.qualified}.json")
     if record:
         _record(spark, verdict, root)
-        verdict.docs_page = _write_data_docs(spark, verdict, result, root)
+        verdict.docs_page = data_docs.write_page(spark, verdict, result, root)
     verdict.seconds = time.perf_counter() - started
     log.info("data quality %s ds=%s: %s, %d expectations, %d critical failed, %d warnings, %.2f s",
              table.qualified, ds, "passed" if verdict.passed else "FAILED", len(checks),
@@ -419,65 +418,3 @@ def _record(spark, verdict: Verdict, root: str | None) -> None:
                 "column_name": c.column, "severity": c.severity, "success": c.success,
                 "observed_value": c.observed, "run_id": verdict.run_id} for c in verdict.checks]
     storage.append_records(spark, TABLES["dq.validation_results"], records, verdict.ds, root)
-
-
-# ---------------------------------------------------------------------------------------- data docs
-
-def data_docs_root(root: str | None = None) -> str:
-    return f"{config.warehouse_root(root)}/reports/data_docs"
-
-
-def _write_data_docs(spark, verdict: Verdict, result, root: str | None) -> str | None:
-    """Render the validation with GX's own Data Docs renderer to one page, and refresh the index.
-
-    An ephemeral GX context keeps results in memory, so a GX site would index only this
-    process's runs; pages written per run plus an index built from the folder cover every run,
-    on any Hadoop file system. A rendering problem never fails the gate.
-    """
-    if settings.DQ_DATA_DOCS.get() == "0":
-        return None
-    try:
-        from great_expectations.render.renderer import ValidationResultsPageRenderer
-        from great_expectations.render.view import DefaultJinjaPageView
-
-        page = DefaultJinjaPageView().render(ValidationResultsPageRenderer().render(result))
-        status = "passed" if verdict.passed else "failed"
-        relative = f"validations/{verdict.table}/ds={verdict.ds}/{verdict.run_id}.{status}.html"
-        docs = data_docs_root(root)
-        _write_text(spark, f"{docs}/{relative}", page)
-        _write_text(spark, f"{docs}/index.html", _index_page(spark, docs))
-        return f"{docs}/{relative}"
-    except Exception as exc:  # noqa: BLE001 - docs are a report, not a gate
-        log.warning("data docs for %s ds=%s not written: %s: %s", verdict.table, verdict.ds,
-                    type(exc).__name__, exc)
-        return None
-
-
-def _write_text(spark, path: str, text: str) -> None:
-    from jobs.core.storage import write_bytes
-
-    write_bytes(spark, path, text.encode("utf-8"))
-
-
-def _index_page(spark, docs: str) -> str:
-    from jobs.core.storage import hadoop_fs
-
-    fs, hpath = hadoop_fs(spark, f"{docs}/validations")
-    pages = []
-    files = fs.listFiles(hpath, True)
-    while files.hasNext():
-        path = files.next().getPath().toString()
-        if path.endswith(".html"):
-            pages.append(path.split("/validations/", 1)[1])
-    rows = []
-    for page in sorted(pages, key=lambda p: (p.split("/")[1], p), reverse=True):
-        table, partition, name = page.split("/")[-3:]
-        run_id, status = name.rsplit(".", 2)[:2]
-        rows.append(f"<tr class='{status}'><td>{html.escape(partition[3:])}</td><td>{html.escape(table)}</td>"
-                    f"<td>{status.upper()}</td><td><a href='validations/{html.escape(page)}'>"
-                    f"{html.escape(run_id)}</a></td></tr>")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>ostap data docs</title><style>"
-            "body{font-family:sans-serif}td,th{padding:2px 12px;text-align:left}"
-            ".failed td{color:#b00}</style></head><body><h1>ostap data quality: validations</h1>"
-            "<table><tr><th>ds</th><th>table</th><th>verdict</th><th>run</th></tr>"
-            + "".join(rows) + "</table></body></html>")

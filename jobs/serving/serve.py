@@ -20,7 +20,7 @@ from pathlib import Path
 
 from jobs.core import abtest, settings
 from jobs.core.errors import OstapError
-from jobs.serving import serving
+from jobs.serving import api, serving
 
 HELP = "serve recommendations over HTTP from Redis; load, roll back and inspect served versions"
 
@@ -70,7 +70,7 @@ def run(args) -> int:
 
 
 def serve_forever(redis_url: str, host: str, port: int, log_path: Path, max_k: int = serving.MAX_K) -> int:
-    app = serving.create_app(redis_url, log_path, max_k=max_k)
+    app = api.create_app(redis_url, log_path, max_k=max_k)
     print(f"ostap serve: http://{host}:{port}  redis {serving.safe_url(redis_url)}  answers -> {log_path}",
           flush=True)
     try:
