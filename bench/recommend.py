@@ -4,7 +4,7 @@ and the offline metrics of both models.
     .venv/bin/python bench/recommend.py [--tenants 50000] [--premises 20000] [--k 10] [--threads 1]
         [--history-boost inf]
 
-The market is jobs.recommendations.rec_models.synthetic_market (a hidden preference model; see its docstring);
+The market is jobs.recommendations.synthetic_market (a hidden preference model; see its docstring);
 an "oracle" row ranks by that hidden preference (not knowing which premises were shown, it is a
 reference, not a ceiling: at 50,000 x 20,000 the history-aware LightFM matches it on recall).
 Its ods snapshots are written into a temporary warehouse, then the job runs its own path:
@@ -32,7 +32,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-from jobs.recommendations import rec_models, recommend  # noqa: E402
+from jobs.recommendations import recommend  # noqa: E402
+from jobs.recommendations.model import MODELS, ModelConfig  # noqa: E402
+from jobs.recommendations.synthetic_market import oracle_scorer  # noqa: E402
 
 DS = "2026-04-30"
 
@@ -44,8 +46,8 @@ def main(argv=None) -> int:
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=rec_models.ModelConfig.epochs)
-    parser.add_argument("--history-boost", type=float, default=rec_models.ModelConfig.history_boost,
+    parser.add_argument("--epochs", type=int, default=ModelConfig.epochs)
+    parser.add_argument("--history-boost", type=float, default=ModelConfig.history_boost,
                         help="ModelConfig.history_boost (inf: seen premises first; 0: LightFM alone)")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--keep", action="store_true", help="keep the temporary warehouse")
@@ -63,11 +65,11 @@ def main(argv=None) -> int:
         market = recommend.publish_synthetic_market(spark, DS, n_tenants=args.tenants, n_premises=args.premises,
                                                     start="2026-01-01", days=120, seed=args.seed)
         publish_s = time.perf_counter() - started
-        model = rec_models.ModelConfig(epochs=args.epochs, num_threads=args.threads,
-                                       history_boost=args.history_boost)
+        model = ModelConfig(epochs=args.epochs, num_threads=args.threads,
+                            history_boost=args.history_boost)
         started = time.perf_counter()
         result = recommend.run_agency(spark, DS, k=args.k, model=model,
-                                      reference_scorers={"oracle": rec_models.oracle_scorer(market)})
+                                      reference_scorers={"oracle": oracle_scorer(market)})
         job_s = time.perf_counter() - started
     finally:
         spark.stop()
@@ -88,14 +90,14 @@ def main(argv=None) -> int:
     print(f"{'model':<10}{'prec@k':>9}{'recall@k':>10}{'ndcg@k':>9}{'map@k':>9}{'coverage':>10}{'pilot miss':>12}"
           f"{'filter-only miss':>18}")
     nan = float("nan")
-    for name, v in [*((name, m[name]) for name in rec_models.MODELS), ("oracle", m["references"]["oracle"])]:
+    for name, v in [*((name, m[name]) for name in MODELS), ("oracle", m["references"]["oracle"])]:
         print(f"{name:<10}{v['precision']:>9.4f}{v['recall']:>10.4f}{v['ndcg']:>9.4f}{v['map']:>9.4f}"
               f"{v['coverage']:>10.4f}{v.get('pilot_miss_share', nan):>12.3f}"
               f"{v.get('pilot_dropped_by_filters', nan):>18.3f}")
     print(json.dumps({"tenants": args.tenants, "premises": args.premises, "k": args.k, "threads": args.threads,
                       "history_boost": str(args.history_boost),
                       "job_s": round(job_s, 1), "timings_s": t,
-                      "metrics": {name: m[name] for name in rec_models.MODELS},
+                      "metrics": {name: m[name] for name in MODELS},
                       "oracle": m["references"]["oracle"]}, default=float))
     print("oracle: the same filters, users and candidates ranked by the market's hidden utility (the generator's "
           "own preference, before its choice noise and without knowing which premises were shown)")

@@ -1,7 +1,7 @@
 """Tests of `ostap recommend`: hard filters, A/B arms, LightFM against the baseline, cold start,
 determinism, block scoring, generic mode, and the published tables.
 
-The data is jobs.recommendations.rec_models.synthetic_market: a small market whose deals, proposals and views come
+The data is jobs.recommendations.synthetic_market: a small market whose deals, proposals and views come
 from a hidden preference model the recommenders do not see. Its ods snapshots are published once
 per module into a private warehouse and read back through the job's own Spark path.
 """
@@ -20,7 +20,12 @@ import pytest
 from jobs import cli
 from jobs.core import abtest, storage
 from jobs.core.tables import TABLES
-from jobs.recommendations import rec_models, recommend
+from jobs.recommendations import recommend
+from jobs.recommendations.evaluation import as_known_at
+from jobs.recommendations.filters import REJECTED_KINDS, FilterConfig, HardFilters
+from jobs.recommendations.model import LightFMScorer, ModelConfig, fit_lightfm, top_k
+from jobs.recommendations.recommender import recommend_agency
+from jobs.recommendations.synthetic_market import BUSINESS_TYPES, DISTRICTS, oracle_scorer, synthetic_market
 
 DS = "2026-04-30"
 START = "2026-01-01"
@@ -48,11 +53,11 @@ def in_market(market_warehouse, monkeypatch):
     return market_warehouse
 
 
-FAST = rec_models.ModelConfig(epochs=5, no_components=8)
+FAST = ModelConfig(epochs=5, no_components=8)
 
 
 def _agency(inputs, tenants=None, **kwargs):
-    return rec_models.recommend_agency(
+    return recommend_agency(
         tenants=inputs["tenants"] if tenants is None else tenants, premises=inputs["premises"],
         managers=inputs["managers"], events=inputs["events"], ds=DS,
         vacant_at_split=inputs["vacant_at_split"], **kwargs)
@@ -121,8 +126,8 @@ def test_block_top_k_matches_brute_force_ranking():
     def mask(block):
         return allowed[block]
 
-    small = rec_models.top_k(score, mask, 53, 37, k=5, block_size=7, leads_k=4)
-    large = rec_models.top_k(score, mask, 53, 37, k=5, block_size=1024, leads_k=4)
+    small = top_k(score, mask, 53, 37, k=5, block_size=7, leads_k=4)
+    large = top_k(score, mask, 53, 37, k=5, block_size=1024, leads_k=4)
     np.testing.assert_array_equal(small.items, large.items)
     np.testing.assert_array_equal(small.lead_users, large.lead_users)
     for u in range(53):
@@ -139,7 +144,7 @@ def test_block_top_k_breaks_ties_at_the_cut_by_the_lower_item():
     rng = np.random.default_rng(1)
     scores = rng.integers(0, 3, size=(200, 60)).astype(np.float32)
     allowed = rng.random((200, 60)) < 0.8
-    top = rec_models.top_k(lambda b: scores[b], lambda b: allowed[b], 200, 60, k=7, block_size=64)
+    top = top_k(lambda b: scores[b], lambda b: allowed[b], 200, 60, k=7, block_size=64)
     for u in range(200):
         expected = [i for i in np.argsort(-scores[u], kind="stable") if allowed[u, i]][:7]
         assert top.items[u].tolist() == expected
@@ -150,11 +155,11 @@ def test_block_top_k_breaks_ties_at_the_cut_by_the_lower_item():
 # ----------------------------------------------------------------------------------------------
 
 def _random_tenants(rng, n: int, start_id: int) -> pd.DataFrame:
-    districts = list(rec_models.DISTRICTS)
+    districts = list(DISTRICTS)
     lo = rng.uniform(10, 400, n)
     frame = pd.DataFrame({
         "client_id": np.arange(start_id, start_id + n, dtype=np.int64),
-        "business_types": rng.choice(list(rec_models.BUSINESS_TYPES), n),
+        "business_types": rng.choice(list(BUSINESS_TYPES), n),
         "districts": ["|".join(rng.choice(districts, rng.integers(0, 4), replace=False)) for _ in range(n)],
         "river_bank": rng.choice(["left", "right", "any", None], n),
         "scale": rng.choice(["small", "medium", "large"], n),
@@ -199,9 +204,9 @@ def test_hard_filter_edge_cases_by_hand():
         "area": [95.0, 215.0, np.nan, 150.0, 55.0], "price": [5400.0, 4000.0, 100.0, np.nan, 1000.0],
         "district": ["podil", "darnytsia", "podil", "obolon", "pechersk"],
         "river_bank": ["right", "left", "right", "right", "right"], "vacant": [True, True, True, True, None]})
-    cfg = rec_models.FilterConfig(area_tolerance=0.1, budget_tolerance=0.1, match_district=True,
-                                  match_river_bank=True)
-    mask = rec_models.HardFilters(tenants, premises, cfg).mask(np.arange(3))
+    cfg = FilterConfig(area_tolerance=0.1, budget_tolerance=0.1, match_district=True,
+                       match_river_bank=True)
+    mask = HardFilters(tenants, premises, cfg).mask(np.arange(3))
     expected = np.array([
         # 10: area 95 >= 90, price 5400 <= 5500; 11: 215 <= 220 but darnytsia/left; 12: unknown area;
         # 13: unknown price; 14: vacancy unknown
@@ -210,8 +215,8 @@ def test_hard_filter_edge_cases_by_hand():
         [False, False, False, False, False],  # 50-60 m2: only 14 fits, and it is not known to be vacant
     ])
     np.testing.assert_array_equal(mask, expected)
-    relaxed = rec_models.FilterConfig(require_vacant=False, area_tolerance=0.0, budget_tolerance=0.0)
-    mask = rec_models.HardFilters(tenants, premises, relaxed).mask(np.arange(3))
+    relaxed = FilterConfig(require_vacant=False, area_tolerance=0.0, budget_tolerance=0.0)
+    mask = HardFilters(tenants, premises, relaxed).mask(np.arange(3))
     np.testing.assert_array_equal(mask[0], [False, False, False, False, False])
     np.testing.assert_array_equal(mask[2], [False, False, False, False, True])
 
@@ -219,13 +224,13 @@ def test_hard_filter_edge_cases_by_hand():
 def test_filters_are_never_violated(market_warehouse):
     inputs = market_warehouse["inputs"]
     events = inputs["events"]
-    rejected = set(zip(events.loc[events["kind"].isin(rec_models.REJECTED_KINDS), "user_id"],
-                       events.loc[events["kind"].isin(rec_models.REJECTED_KINDS), "item_id"], strict=True))
+    rejected = set(zip(events.loc[events["kind"].isin(REJECTED_KINDS), "user_id"],
+                       events.loc[events["kind"].isin(REJECTED_KINDS), "item_id"], strict=True))
     assert rejected, "the market should contain rejected proposals"
     rng = np.random.default_rng(42)
     checked = 0
     for trial in range(5):
-        cfg = rec_models.FilterConfig(
+        cfg = FilterConfig(
             require_vacant=bool(trial != 2), area_tolerance=float(rng.choice([0.0, 0.1, 0.3])),
             budget_tolerance=float(rng.choice([0.0, 0.1, 0.25])), match_district=bool(rng.random() < 0.5),
             match_river_bank=bool(rng.random() < 0.5), exclude_rejected=bool(trial != 3))
@@ -279,7 +284,7 @@ def _assert_lightfm_clearly_better(result):
 
 
 def test_lightfm_beats_baseline_on_recall(market_warehouse):
-    oracle = rec_models.oracle_scorer(market_warehouse["market"])
+    oracle = oracle_scorer(market_warehouse["market"])
     result = _agency(market_warehouse["inputs"], k=10, reference_scorers={"oracle": oracle})
     _assert_lightfm_clearly_better(result)
     metrics = set(result.evaluation["metric"])
@@ -297,10 +302,10 @@ def test_lightfm_beats_baseline_on_recall(market_warehouse):
 @pytest.mark.parametrize("seed", [2, 3])
 def test_lightfm_beats_baseline_on_other_markets(spark, seed):
     """The margin is not one lucky market: two more seeds, events through the same SQL."""
-    market = rec_models.synthetic_market(n_tenants=1000, n_premises=400, start=START, days=120, seed=seed)
+    market = synthetic_market(n_tenants=1000, n_premises=400, start=START, days=120, seed=seed)
     events = recommend.market_events(spark, market, DS)
-    result = rec_models.recommend_agency(tenants=market["tenants"], premises=market["premises"],
-                                         managers=market["managers"], events=events, ds=DS, k=10, leads_k=0)
+    result = recommend_agency(tenants=market["tenants"], premises=market["premises"],
+                              managers=market["managers"], events=events, ds=DS, k=10, leads_k=0)
     _assert_lightfm_clearly_better(result)
 
 
@@ -310,7 +315,7 @@ def test_history_boost_lists_engaged_premises_first_then_lightfm_order(market_wa
     (same seed, one thread): only the ranking differs. (test_filters_are_never_violated runs with
     the boost: a rejected premise the tenant also viewed is still never offered.)"""
     inputs = market_warehouse["inputs"]
-    config = rec_models.ModelConfig(epochs=10, num_threads=1)
+    config = ModelConfig(epochs=10, num_threads=1)
     boosted = _agency(inputs, k=10, leads_k=0, model_config=config).recommendations.query("model == 'lightfm'")
     plain = _agency(inputs, k=10, leads_k=0, model_config=dataclasses.replace(config, history_boost=0.0))
     plain = plain.recommendations.query("model == 'lightfm'")
@@ -338,11 +343,11 @@ def test_finite_history_boost_adds_standard_deviations_of_the_score():
     weights = sp.csr_matrix((rng.random((40, 30)) < 0.15).astype(np.float32))
     features_u = sp.identity(40, format="csr", dtype=np.float32)
     features_i = sp.identity(30, format="csr", dtype=np.float32)
-    model = rec_models.fit_lightfm(weights, features_u, features_i, rec_models.ModelConfig(epochs=3, no_components=4))
+    model = fit_lightfm(weights, features_u, features_i, ModelConfig(epochs=3, no_components=4))
     users = np.arange(40)
-    raw = rec_models.LightFMScorer(model, features_u, features_i)(users)
-    half = rec_models.LightFMScorer(model, features_u, features_i, weights, 0.5)(users)
-    first = rec_models.LightFMScorer(model, features_u, features_i, weights, float("inf"))(users)
+    raw = LightFMScorer(model, features_u, features_i)(users)
+    half = LightFMScorer(model, features_u, features_i, weights, 0.5)(users)
+    first = LightFMScorer(model, features_u, features_i, weights, float("inf"))(users)
     seen = weights.toarray() > 0
     np.testing.assert_allclose(half - raw, np.where(seen, 0.5 * raw.std(), 0.0), rtol=1e-4, atol=1e-4)
     for row, mask in zip(first, seen, strict=True):
@@ -359,14 +364,14 @@ def test_outcomes_known_only_after_the_split_do_not_train_the_evaluation_model()
         "kind": ["proposal_deal", "proposal_deal", "proposal_viewed", "page_view"],
         # the first deal came after the split; the second before it
         "outcome_at": pd.to_datetime(["2026-04-02", "2026-03-25", "2026-03-29", "2026-03-30"])})
-    known = rec_models._as_known_at(events, split)
+    known = as_known_at(events, split)
     assert known["kind"].tolist() == ["proposal_shown", "proposal_deal", "proposal_viewed", "page_view"]
     assert known["weight"].tolist() == [0.5, 8.0, 3.0, 1.0]
 
 
 def test_cold_start_tenant_is_scored_through_features(market_warehouse):
     inputs = market_warehouse["inputs"]
-    districts = "|".join(rec_models.DISTRICTS)
+    districts = "|".join(DISTRICTS)
     cold = pd.DataFrame({
         "client_id": [900_001, 900_002], "business_types": ["office", "warehouse"],
         "districts": [districts, districts], "river_bank": ["any", "any"], "scale": ["large", "large"],
@@ -390,7 +395,7 @@ def test_cold_start_tenant_is_scored_through_features(market_warehouse):
 
 def test_fixed_seed_with_one_thread_gives_identical_lists(market_warehouse):
     inputs = market_warehouse["inputs"]
-    config = rec_models.ModelConfig(epochs=10, random_state=7, num_threads=1)
+    config = ModelConfig(epochs=10, random_state=7, num_threads=1)
     first = _agency(inputs, k=10, model_config=config)
     second = _agency(inputs, k=10, model_config=config)
     pd.testing.assert_frame_equal(first.recommendations, second.recommendations)

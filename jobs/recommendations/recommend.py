@@ -14,7 +14,10 @@ import uuid
 from jobs.core import abtest, config, quality, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
 from jobs.core.tables import TABLES
-from jobs.recommendations import rec_models
+from jobs.recommendations import synthetic_market
+from jobs.recommendations.filters import FilterConfig
+from jobs.recommendations.model import LIGHTFM, MODELS, ModelConfig
+from jobs.recommendations.recommender import RecResult, recommend_agency, recommend_generic
 
 HELP = "recommend premises to tenants (LightFM vs baseline, A/B arms, leads, offline eval) or items of any log"
 
@@ -39,12 +42,12 @@ def add_arguments(parser) -> None:
     filters.add_argument("--offer-rejected", action="store_true",
                          help="allow premises the tenant rejected before")
     model = parser.add_argument_group("model")
-    model.add_argument("--epochs", type=int, default=rec_models.ModelConfig.epochs)
-    model.add_argument("--components", type=int, default=rec_models.ModelConfig.no_components)
+    model.add_argument("--epochs", type=int, default=ModelConfig.epochs)
+    model.add_argument("--components", type=int, default=ModelConfig.no_components)
     model.add_argument("--threads", type=int, default=1,
                        help="LightFM threads (default 1: more is faster but not reproducible)")
-    model.add_argument("--seed", type=int, default=rec_models.ModelConfig.random_state)
-    model.add_argument("--history-boost", type=float, default=rec_models.ModelConfig.history_boost,
+    model.add_argument("--seed", type=int, default=ModelConfig.random_state)
+    model.add_argument("--history-boost", type=float, default=ModelConfig.history_boost,
                        help="score standard deviations added to premises the tenant already viewed or was "
                             "proposed (default inf: those first, by LightFM score; 0: LightFM alone)")
     model.add_argument("--block-size", type=int, default=1024, help="users scored per matrix block")
@@ -74,16 +77,15 @@ def _check_args(args) -> None:
         raise BadInputError("--users, --items and --exclude-seen belong to generic mode: add --interactions PATH")
 
 
-def model_config(args) -> rec_models.ModelConfig:
-    return rec_models.ModelConfig(no_components=args.components, epochs=args.epochs,
-                                  random_state=args.seed, num_threads=args.threads,
-                                  history_boost=args.history_boost)
+def model_config(args) -> ModelConfig:
+    return ModelConfig(no_components=args.components, epochs=args.epochs, random_state=args.seed,
+                       num_threads=args.threads, history_boost=args.history_boost)
 
 
-def filter_config(args) -> rec_models.FilterConfig:
-    return rec_models.FilterConfig(require_vacant=not args.include_occupied, area_tolerance=args.area_tolerance,
-                                   budget_tolerance=args.budget_tolerance, match_district=args.match_district,
-                                   match_river_bank=args.match_river_bank, exclude_rejected=not args.offer_rejected)
+def filter_config(args) -> FilterConfig:
+    return FilterConfig(require_vacant=not args.include_occupied, area_tolerance=args.area_tolerance,
+                        budget_tolerance=args.budget_tolerance, match_district=args.match_district,
+                        match_river_bank=args.match_river_bank, exclude_rejected=not args.offer_rejected)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -128,7 +130,8 @@ def agency_events(spark, frames: dict, ds: str):
 
 
 def market_events(spark, market: dict, ds: str):
-    """agency_events of in-memory frames in the ods schemas (e.g. jobs.recommendations.rec_models.synthetic_market)."""
+    """agency_events of in-memory frames in the ods schemas (e.g. a market of
+    jobs.recommendations.synthetic_market)."""
     frames = {}
     for entity in ("deals", "proposals", "page_views"):
         table = TABLES[f"ods.{entity}"]
@@ -202,10 +205,10 @@ def read_generic_inputs(spark, args) -> dict:
 
 
 def publish_synthetic_market(spark, ds: str, **market_args) -> dict:
-    """Generate jobs.recommendations.rec_models.synthetic_market(**market_args) and publish its frames as the ods
-    snapshots of ds (tests and bench/recommend.py run the job's own read path on them). Returns
+    """Generate jobs.recommendations.synthetic_market.synthetic_market(**market_args) and publish its
+    frames as the ods snapshots of ds (tests and bench/recommend.py run the job's own read path on them). Returns
     the market (frames plus its hidden utility)."""
-    market = rec_models.synthetic_market(**market_args)
+    market = synthetic_market.synthetic_market(**market_args)
     for entity in AGENCY_INPUTS:
         table = TABLES[f"ods.{entity}"]
         frame = _as_ods(market[entity], ds)[table.columns]
@@ -226,7 +229,7 @@ def _to_spark(spark, frame, table_name: str, extra_columns=()):
     return spark.createDataFrame(frame[columns], schema=schema)
 
 
-def publish(spark, result: rec_models.RecResult, ds: str, treatment_share: int, run_id: str) -> dict:
+def publish(spark, result: RecResult, ds: str, treatment_share: int, run_id: str) -> dict:
     recs = _to_spark(spark, result.recommendations, "marts.recommendations", extra_columns=("arm",))
     recs = recs.withColumn("arm", abtest.arm_column("user_id", treatment_share))
     recs = recs.select(*TABLES["marts.recommendations"].columns)
@@ -246,7 +249,7 @@ def model_dir(ds: str, root: str | None = None) -> str:
     return f"{config.warehouse_root(root)}/models/recommend/ds={ds}"
 
 
-def save_model(spark, result: rec_models.RecResult, ds: str, run_id: str) -> str:
+def save_model(spark, result: RecResult, ds: str, run_id: str) -> str:
     """model.pkl and metrics.json into models/recommend/ds=D, staged and swapped in like a partition."""
     final = model_dir(ds)
     staging = f"{config.warehouse_root()}/models/recommend/_staging_ds={ds}.{run_id}"
@@ -273,7 +276,7 @@ def _json_default(value):
     return str(value)
 
 
-def _record_metrics(spark, result: rec_models.RecResult, ds: str, mode: str, seconds: float, run_id: str) -> None:
+def _record_metrics(spark, result: RecResult, ds: str, mode: str, seconds: float, run_id: str) -> None:
     row = {"job": "recommend", "entity": "recommendations", "mode": mode,
            "rows_read": int(result.metrics.get("events", 0)), "live_keys": int(result.metrics.get("users", 0)),
            "deletes_applied": 0, "duplicates_collapsed": 0, "conflicts": 0, "rejects": 0,
@@ -287,17 +290,17 @@ def _record_metrics(spark, result: rec_models.RecResult, ds: str, mode: str, sec
 # ----------------------------------------------------------------------------------------------
 
 def run_agency(spark, ds: str, *, k: int = 10, leads_k: int = 10, treatment_share: int = 50, eval_days: int = 30,
-               filters: rec_models.FilterConfig | None = None, model: rec_models.ModelConfig | None = None,
+               filters: FilterConfig | None = None, model: ModelConfig | None = None,
                block_size: int = 1024, run_id: str | None = None,
-               reference_scorers: dict | None = None) -> rec_models.RecResult:
-    """`reference_scorers`: see rec_models.recommend_frames (the benchmark's oracle)."""
-    filters = filters or rec_models.FilterConfig()
-    model = model or rec_models.ModelConfig()
+               reference_scorers: dict | None = None) -> RecResult:
+    """`reference_scorers`: see jobs.recommendations.recommender.recommend_frames (the benchmark's oracle)."""
+    filters = filters or FilterConfig()
+    model = model or ModelConfig()
     run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
     inputs = read_agency_inputs(spark, ds, eval_days)
     timings = {"read_s": time.perf_counter() - started}
-    result = rec_models.recommend_agency(
+    result = recommend_agency(
         tenants=inputs["tenants"], premises=inputs["premises"], managers=inputs["managers"],
         events=inputs["events"], ds=ds, k=k, leads_k=leads_k, filter_config=filters, model_config=model,
         eval_days=eval_days, vacant_at_split=inputs["vacant_at_split"], block_size=block_size, timings=timings,
@@ -306,20 +309,19 @@ def run_agency(spark, ds: str, *, k: int = 10, leads_k: int = 10, treatment_shar
 
 
 def run_generic(spark, ds: str, *, events, users=None, items=None, k: int = 10, exclude_seen: bool = False,
-                treatment_share: int = 50, eval_days: int = 30, model: rec_models.ModelConfig | None = None,
-                block_size: int = 1024, run_id: str | None = None) -> rec_models.RecResult:
-    model = model or rec_models.ModelConfig()
+                treatment_share: int = 50, eval_days: int = 30, model: ModelConfig | None = None,
+                block_size: int = 1024, run_id: str | None = None) -> RecResult:
+    model = model or ModelConfig()
     run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
     if events.empty:
         raise BadInputError("--interactions: the log has no rows")
-    result = rec_models.recommend_generic(events=events, users=users, items=items, ds=ds, k=k,
-                                          exclude_seen=exclude_seen, model_config=model, eval_days=eval_days,
-                                          block_size=block_size)
+    result = recommend_generic(events=events, users=users, items=items, ds=ds, k=k, exclude_seen=exclude_seen,
+                               model_config=model, eval_days=eval_days, block_size=block_size)
     return _finish(spark, result, ds, "generic", treatment_share, run_id, started)
 
 
-def _finish(spark, result, ds, mode, treatment_share, run_id, started) -> rec_models.RecResult:
+def _finish(spark, result, ds, mode, treatment_share, run_id, started) -> RecResult:
     result.metrics["treatment_share"] = treatment_share
     result.metrics["run_id"] = run_id
     publishing = time.perf_counter()
@@ -346,7 +348,7 @@ def run(args) -> int:
         result = run_agency(spark, ds, leads_k=args.leads_k, filters=filter_config(args), **common)
     metrics = result.metrics
     summary = []
-    for name in rec_models.MODELS:
+    for name in MODELS:
         if name in metrics:
             m = metrics[name]
             summary.append(f"{name}: recall@{args.k}={m['recall']:.3f} ndcg@{args.k}={m['ndcg']:.3f} "
@@ -354,7 +356,7 @@ def run(args) -> int:
                            + (f" pilot_miss={m['pilot_miss_share']:.2f}" if "pilot_miss_share" in m else ""))
     print(f"recommend ds={ds} ({metrics['mode']}): {metrics['users']} users x {metrics['items']} items, "
           f"{len(result.recommendations)} list rows, {len(result.leads)} lead rows; " + "; ".join(summary))
-    pilot = metrics.get(rec_models.LIGHTFM, {}).get("pilot_miss_share")
+    pilot = metrics.get(LIGHTFM, {}).get("pilot_miss_share")
     if pilot is not None and pilot == pilot and pilot > 0.20:
         log.warning("pilot metric above target: lightfm misses %.0f%% of premises of successful deals "
                     "(target at most 20%%)", 100 * pilot)
