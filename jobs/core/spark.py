@@ -15,12 +15,9 @@ DEFAULT_SHUFFLE_PARTITIONS = "16"
 
 # Every JVM's clock zone agrees with the sessions' (spark.sql.session.timeZone).
 JVM_TIMEZONE = "-Duser.timezone=UTC"
-# The driver JVM's options; in local mode that JVM runs every task. The throughput collector:
-# paired fresh-process runs of a full snapshot rebuild (10.5M rows, local[2], 6g) took 43 s warm
-# with it against 55 s with G1, Java 17's default (medians of six; README). Spark reported little
-# GC time under G1, so the cost is most likely G1's handling of Spark's large sort and shuffle
-# arrays (humongous regions), not its pauses; that was not measured. Executors on a cluster keep
-# the JVM default, which suits their larger heaps.
+# The driver JVM's options; in local mode that JVM runs every task. The throughput collector runs
+# Spark's large sort and shuffle arrays faster than Java 17's default G1 (docs/benchmarks.md).
+# Executors on a cluster keep the JVM default, which suits their larger heaps.
 DRIVER_JAVA_OPTIONS = f"{JVM_TIMEZONE} -XX:+UseParallelGC"
 
 
@@ -33,7 +30,7 @@ def jvm_archive_path() -> Path:
 def driver_java_options() -> str:
     """DRIVER_JAVA_OPTIONS, plus the class-data-sharing archive when it exists (jobs/jvm_archive.py).
 
-    A cold driver then starts ~5 s sooner (bench/jvm_archive.py). Only an existing file is named:
+    A cold driver then starts sooner (bench/jvm_archive.py). Only an existing file is named:
     a JVM given a missing archive silently turns off class sharing altogether, the JDK's own
     default archive included. A stale one (another JVM or class path) costs a warning, not a run.
     """
@@ -55,7 +52,7 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None) 
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
         # ... in cached plans too: a job that caches a few thousand rows (an incremental snapshot
         # caches its touched keys) would otherwise run 16-task stages over them in every later
-        # job; bench/snapshot.py measured an incremental day 13.9 -> 10.8 s with it.
+        # job (bench/snapshot.py; docs/benchmarks.md).
         "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
         # Dynamic overwrite replaces only the partitions a job writes.
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
@@ -63,8 +60,7 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None) 
         # Parquet builds a column's dictionary until it outgrows this, then writes the column
         # plain: at the default 1 MB, near-unique columns (keys, timestamps, ods_seq, phones)
         # build a dictionary for nothing. At 64 KB they fall back early, while columns with
-        # few values (region, status) keep theirs. Rewriting the 1M-row clients snapshot
-        # took 1.8 s against 2.35 s (medians of 5 rotated rounds), files 7% larger.
+        # few values (region, status) keep theirs (docs/benchmarks.md).
         "spark.hadoop.parquet.dictionary.page.size": str(64 * 1024),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",

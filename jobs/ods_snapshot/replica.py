@@ -103,8 +103,7 @@ def read_replica(spark, source: str):
 
     Above spark.sql.sources.parallelPartitionDiscovery.threshold (32) folders Spark lists them
     with a distributed job; a year of load_date folders then costs a job of 365 tasks per run
-    (1.6-1.8 s in a warm session on local disk), where listing them from the driver takes
-    0.2-0.3 s there, and milliseconds per folder on HDFS.
+    where listing them from the driver takes a fraction of that (docs/benchmarks.md).
     """
     from jobs.core.spark import session_settings
 

@@ -207,8 +207,7 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
         # Both partitions are staged, then swapped in, ods first, only when both are written: a
         # failed state write leaves neither published. A run of the same entity and ds beside this
         # one waits on both publish locks (every run takes ods's first) until both are swapped in,
-        # then replaces them. (Staging the ods one from a second thread while this one wrote the
-        # state measured no faster on two cores.)
+        # then replaces them.
         with (storage.publishing(spark, spec.ods, ds, root, run_id),
               storage.publishing(spark, spec.state, ds, root, run_id)):
             try:

@@ -27,7 +27,7 @@ def stage_state(spark, spec: Spec, state_df, ds: str, root: str | None, run_id: 
     files as it writes them. Spark packs small files into one read task (each costs
     spark.sql.files.openCostInBytes, 4 MB, as if it were that large) and cannot split a file of
     one row group, so the carried rows stayed in one file that one task read and wrote every day
-    while the other cores idled, ~1 s of a ~7 s day at 150k carried rows, and growing until the
+    while the other cores idled, a growing share of the day until the
     next compaction. Files of at most DELTA_FILE_ROWS rows, packed by their real size, spread it.
     """
     if not delta:

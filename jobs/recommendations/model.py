@@ -32,18 +32,8 @@ class ModelConfig:
     the hard filters drop those) is the likeliest to come back in a proposal or deal. The boost is
     added to the LightFM score of such candidates, in units of the standard deviation of the
     scores; inf (the default) ranks every one of them first, ordered by LightFM, then LightFM's
-    ranking of the rest; 0 turns it off. Measured on the synthetic market (bench/recommend.py, time
-    split, recall@10 / NDCG@10 / pilot miss; lightfm with the boost vs without vs the baseline):
-    20,000 x 8,000: 0.061 / 0.038 / 0.69 vs 0.047 / 0.027 / 0.76 vs 0.052 / 0.030 / 0.75;
-    5,000 x 2,000: 0.149 / 0.080 / 0.48 vs 0.146 / 0.080 / 0.53 vs 0.126 / 0.068 / 0.53.
-    On small dense markets, where the features alone fit the tenants well, it costs a little:
-    1,000 x 400, seeds 0, 2, 3: recall 0.305-0.350 vs 0.318-0.354 (baseline 0.262-0.287), NDCG
-    about 0.03 lower; finite boosts (0.01-0.3 sd) trade between the two ends, and NDCG on the last
-    30 days of the training period picks the better end on both sizes (a candidate for tuning it
-    per run). Without it, nothing beat the baseline at 20,000 x 8,000: per-tenant and per-premise
-    identity vectors with user/item_alpha 1e-5..1e-4 and 3-20 epochs (recall@10 0.038-0.045),
-    "tenant as a bag of its items" user features (0.033-0.047), 16-64 components, learning rate
-    0.02-0.1 and 10-40 epochs (0.042-0.047)."""
+    ranking of the rest; 0 turns it off. What each choice measured, and what was tried and dropped,
+    is in docs/benchmarks.md (bench/recommend.py)."""
 
     no_components: int = 32
     epochs: int = 20

@@ -59,8 +59,9 @@ RESULT_COLUMNS = [part.strip().split(" ")[0] for part in RESULT_SCHEMA.split(","
 
 @dataclass(frozen=True)
 class ProphetSettings:
-    """Prophet options for monthly data. LBFGS is ~7x faster than the Newton optimiser Prophet
-    picks for series under 100 points, and a few changepoints suffice for 2-5 years of months."""
+    """Prophet options for monthly data. LBFGS rather than the Newton optimiser Prophet picks for
+    series under 100 points (much faster: docs/benchmarks.md), and a few changepoints suffice for
+    2-5 years of months."""
 
     yearly_order: int = 6  # monthly data has 12 phases a year: higher Fourier orders alias
     seasonality_mode: str = "multiplicative"
@@ -239,7 +240,7 @@ def prophet_forecast(y: np.ndarray, months: pd.DatetimeIndex, horizon: int, sett
     the same scaling, changepoint grid, Fourier features, priors and initial values go to the
     same compiled Stan model through Prophet's own backend, and the forecast applies Prophet's
     trend and seasonality formulas. tests/test_forecast.py checks it against Prophet itself.
-    Prophet's DataFrame set-up of history and future took two thirds of a 48-month fit.
+    Prophet's DataFrame set-up of history and future was most of a fit's time (docs/benchmarks.md).
 
     `warm`, if given, carries the parameters from the previous (shorter) fit of the same store
     to start the optimiser there (converted to this fit's scales); it is updated in place.
