@@ -157,6 +157,53 @@ def test_load_serve_switch_rollback_prune(published, redis_url, answer_log):
     assert {e["event"] for e in state["history"]} >= {"load", "rollback", "prune"}
 
 
+def test_a_backfill_of_an_older_date_does_not_switch_live_traffic(published, redis_url, answer_log, capsys,
+                                                                   monkeypatch):
+    http = api.create_app(redis_url, answer_log).test_client()
+    v2 = serving.load_version(DS2, redis_url, root=published)
+    assert serving.load_version(DS1, redis_url, root=published) is None  # a backfill's day: not loaded
+    state = serving.status(redis_url)
+    assert state["current"] == v2 and list(state["versions"]) == [v2]
+    assert state["history"][0] == {"event": "skip", "ds": DS1, "current": v2, "current_ds": DS2}
+    assert_serves(http, DS2, v2)
+    # The same through the command the DAG runs: it succeeds and says what it did.
+    monkeypatch.setenv("OSTAP_WAREHOUSE", published)
+    assert cli.main(["serve", "load", "--ds", DS1, "--redis", redis_url]) == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["version"] is None and said["current"] == v2 and "not loaded" in said["note"]
+    # Asked for explicitly, an older date is served (rollback stays the way back).
+    assert cli.main(["serve", "load", "--ds", DS1, "--redis", redis_url, "--make-current"]) == 0
+    v1 = json.loads(capsys.readouterr().out)["version"]
+    assert_serves(http, DS1, v1)
+    assert serving.rollback(redis_url) == v2
+
+
+def test_redis_dying_in_the_middle_of_a_load_leaves_the_current_version(published, tmp_path, answer_log,
+                                                                         monkeypatch):
+    import redis
+
+    folder = tmp_path / "redis"
+    server = redis_local.start(folder)
+    try:
+        v1 = serving.load_version(DS1, server.url, root=published)
+        execute = redis.client.Pipeline.execute
+
+        def dies_before_the_data_lands(pipe, *args, **kwargs):
+            if not pipe.transaction:  # the load's data pipeline, before the switch
+                redis_local.stop(server)
+            return execute(pipe, *args, **kwargs)
+
+        monkeypatch.setattr(redis.client.Pipeline, "execute", dies_before_the_data_lands)
+        with pytest.raises(OstapError, match="unreachable"):
+            serving.load_version(DS2, server.url, root=published)
+        monkeypatch.undo()
+        server = redis_local.start(folder, port=server.port)
+        assert serving.status(server.url)["current"] == v1
+        assert_serves(api.create_app(server.url, answer_log).test_client(), DS1, v1)
+    finally:
+        redis_local.stop(server)
+
+
 def test_unknown_client_gets_cold_start_popular_list(published, redis_url, answer_log):
     version = serving.load_version(DS1, redis_url, root=published)
     http = api.create_app(redis_url, answer_log).test_client()

@@ -42,6 +42,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ds", metavar="YYYY-MM-DD", help="load: the published date to serve")
     parser.add_argument("--treatment-share", type=int, default=abtest.DEFAULT_TREATMENT_SHARE,
                         help="load: percent of clients in treatment, as in `ostap recommend` (default 50)")
+    parser.add_argument("--make-current", action="store_true",
+                        help="load: serve --ds even when it is older than the current version's date "
+                        "(by default a backfill of past dates leaves live traffic alone)")
     parser.add_argument("--loaded-at", metavar="ISO", help="load: timestamp recorded in the version history "
                         "(metadata only; default now)")
 
@@ -56,7 +59,12 @@ def run(args) -> int:
         if not args.ds:
             raise OstapError("ostap serve load needs --ds YYYY-MM-DD")
         version = serving.load_version(args.ds, args.redis, loaded_at=args.loaded_at,
-                                       treatment_share=args.treatment_share)
+                                       treatment_share=args.treatment_share, make_current=args.make_current)
+        if version is None:
+            current = serving.status(args.redis, history=1)
+            print(json.dumps({"version": None, "ds": args.ds, "current": current["current"],
+                              "note": "older than the current version's date: not loaded (--make-current serves it)"}))
+            return 0
         print(json.dumps({"version": version, "ds": args.ds}))
         return 0
     if action == "rollback":

@@ -180,8 +180,11 @@ def _hset_batches(pipe, key: str, mapping: dict[str, str]) -> None:
 
 def load_frames(recs: pd.DataFrame, leads: pd.DataFrame | None, ds: str, redis_url: str, *,
                 popular: pd.DataFrame | None = None, loaded_at: str | None = None,
-                treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE, source: str = "") -> str:
-    """Write lists (already read) under a new version, switch `current` to it, prune. Returns the version."""
+                treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE, source: str = "",
+                make_current: bool = False) -> str | None:
+    """Write lists (already read) under a new version, switch `current` to it, prune. Returns the
+    version, or None when `ds` is older than the current version's date and not `make_current`:
+    a backfill of past dates must not switch live traffic to old lists, so nothing is loaded."""
     if not _DS.match(ds):
         raise BadInputError(f"--ds {ds!r}: expected YYYY-MM-DD")
     missing = [m for m in MODELS if not recs["model"].eq(m).any()]
@@ -196,6 +199,15 @@ def load_frames(recs: pd.DataFrame, leads: pd.DataFrame | None, ds: str, redis_u
     client = connect(redis_url, timeout=10.0)
     try:
         with client.lock(f"{PREFIX}lock", timeout=600, blocking_timeout=10):
+            current = client.get(f"{PREFIX}current")
+            current_ds = client.hget(version_key(current, "meta"), "ds") if current else None
+            if current_ds and ds < current_ds and not make_current:
+                skip = client.pipeline(transaction=True)
+                _record(skip, {"event": "skip", "ds": ds, "current": current, "current_ds": current_ds})
+                skip.execute()
+                log.warning("serving stays on version %s (ds %s): ds %s is older, not loaded "
+                            "(ostap serve load --make-current serves it anyway)", current, current_ds, ds)
+                return None
             version = f"{ds}.{client.incr(f'{PREFIX}seq')}"
             meta = {"version": version, "ds": ds,
                     "loaded_at": loaded_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -263,9 +275,11 @@ def _prune(client, keep: int) -> list[str]:
 
 
 def load_version(ds: str, redis_url: str | None = None, root: str | None = None, *,
-                 loaded_at: str | None = None, treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE) -> str:
+                 loaded_at: str | None = None, treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE,
+                 make_current: bool = False) -> str | None:
     """Load ds's published marts.recommendations and marts.premise_leads into Redis as a new
-    version and make it current. Returns the version id."""
+    version and make it current. Returns the version id; None when ds is older than the current
+    version's date (a backfill), unless `make_current`."""
     if not _DS.match(str(ds)):
         raise BadInputError(f"--ds {ds!r}: expected YYYY-MM-DD")
     redis_url = redis_url_or_default(redis_url)
@@ -278,7 +292,8 @@ def load_version(ds: str, redis_url: str | None = None, root: str | None = None,
         log.warning("%s has no published partition ds=%s: no leads in this version", LEADS.qualified, ds)
     popular = popular_list(recs, _vacant_premises(ds, root))
     return load_frames(recs, leads, ds, redis_url, popular=popular, loaded_at=loaded_at,
-                       treatment_share=treatment_share, source=config.warehouse_root(root))
+                       treatment_share=treatment_share, source=config.warehouse_root(root),
+                       make_current=make_current)
 
 
 def rollback(redis_url: str | None = None) -> str:
@@ -323,7 +338,3 @@ def status(redis_url: str | None = None, history: int = 10) -> dict:
         _raise_if_connection(exc, redis_url)
         raise
     return {"redis": safe_url(redis_url), "current": current, "versions": metas, "history": events}
-
-
-# ---------------------------------------------------------------------------------------------
-# The HTTP API
