@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The Spark driver JVM's class-data-sharing archive (`ostap jvm-archive`, jobs/jvm_archive.py).
+# The Spark driver JVM's class-data-sharing archive (`ostap jvm-archive`, jobs/local/jvm_archive.py).
 JVM_ARCHIVE := $(VENV)/share/ostap/spark-driver.jsa
 export GX_ANALYTICS_ENABLED := false
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

@@ -125,7 +125,7 @@ def test_live_driver_runs_the_throughput_collector(spark):
     collectors = {beans.get(i).getName() for i in range(beans.size())}
     assert collectors == {"PS Scavenge", "PS MarkSweep"}, collectors
     assert jvm.java.lang.System.getProperty("user.timezone") == "UTC"
-    # ... and so must the class-data-sharing archive `make install` made (jobs/jvm_archive.py).
+    # ... and so must the class-data-sharing archive `make install` made (jobs/local/jvm_archive.py).
     arguments = list(jvm.java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments())
     assert f"-XX:SharedArchiveFile={jvm_archive_path()}" in arguments, arguments
 

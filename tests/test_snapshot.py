@@ -375,7 +375,7 @@ def random_changes(seed: int, keys: int, days: int, start="2024-01-01", rate=3):
 
 
 def reference_snapshot(rows, ds: str):
-    """Pure-Python as-of snapshot (the definition in jobs/snapshot.py), as sorted ods rows."""
+    """Pure-Python as-of snapshot (the definition in jobs/ods_snapshot/README.md), as sorted ods rows."""
     cutoff = dt.datetime.fromisoformat(ds) + dt.timedelta(days=1)
     best = {}
     for r in rows:
