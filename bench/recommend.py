@@ -32,6 +32,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+from jobs.core.run import RunContext  # noqa: E402
 from jobs.recommendations import recommend  # noqa: E402
 from jobs.recommendations.model import MODELS, ModelConfig  # noqa: E402
 from jobs.recommendations.synthetic_market import oracle_scorer  # noqa: E402
@@ -54,21 +55,21 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     root = tempfile.mkdtemp(prefix="ostap_bench_rec_")
-    os.environ["OSTAP_WAREHOUSE"] = root
+    run = RunContext.create(warehouse=root, ds=DS)
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     from jobs.core.spark import get_spark
 
-    spark = get_spark("ostap-bench-recommend", master=args.master,
+    spark = get_spark("ostap-bench-recommend", master=args.master, warehouse=root,
                       conf={"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "4"})
     try:
         started = time.perf_counter()
-        market = recommend.publish_synthetic_market(spark, DS, n_tenants=args.tenants, n_premises=args.premises,
+        market = recommend.publish_synthetic_market(spark, run, n_tenants=args.tenants, n_premises=args.premises,
                                                     start="2026-01-01", days=120, seed=args.seed)
         publish_s = time.perf_counter() - started
         model = ModelConfig(epochs=args.epochs, num_threads=args.threads,
                             history_boost=args.history_boost)
         started = time.perf_counter()
-        result = recommend.run_agency(spark, DS, k=args.k, model=model,
+        result = recommend.run_agency(spark, run, k=args.k, model=model,
                                       reference_scorers={"oracle": oracle_scorer(market)})
         job_s = time.perf_counter() - started
     finally:

@@ -58,6 +58,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jobs.core import sqlfiles, tables  # noqa: E402
+from jobs.core.run import RunContext  # noqa: E402
 from jobs.ods_snapshot.snapshot import DEFAULT_STATE_COMPACTION, build_snapshot, read_replica  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent / "out"
@@ -172,10 +173,12 @@ def cold_incremental(ds: str, master: str, driver_memory: str, state_compaction:
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1])\n"
         "from jobs.core.spark import get_spark\n"
+        "from jobs.core.run import RunContext\n"
         "from jobs.ods_snapshot.snapshot import build_snapshot\n"
         "spark = get_spark('ostap-bench-cold', master=sys.argv[3], conf={'spark.driver.memory': sys.argv[4], "
         "'spark.ui.enabled': 'false'})\n"
-        "result = build_snapshot(spark, 'clients', sys.argv[2], validate=False, state_compaction=float(sys.argv[5]))\n"
+        "result = build_snapshot(spark, 'clients', RunContext.create(ds=sys.argv[2]), validate=False, "
+        "state_compaction=float(sys.argv[5]))\n"
         "assert result.mode == 'incremental', result.notes\n"
         "print(json.dumps({'job_s': result.seconds}))\n")
     started = time.perf_counter()
@@ -240,7 +243,8 @@ def main() -> int:
     root, report = replica(args.rows, args.days)
     for zone in ("ods", "state", "dq"):  # outputs of earlier bench runs
         shutil.rmtree(root / zone, ignore_errors=True)
-    os.environ["OSTAP_WAREHOUSE"] = str(root)
+    os.environ["OSTAP_WAREHOUSE"] = str(root)  # for the cold runs' processes
+    run = RunContext.create(warehouse=str(root))
     os.environ.setdefault("OSTAP_SPARK_LOG_LEVEL", "ERROR")
     from jobs.core.spark import get_spark
 
@@ -260,13 +264,13 @@ def main() -> int:
     options = dict(validate=False)
 
     prev, cold_full_s = timed(f"full rebuild {start} (the incremental runs' first state; not counted)",
-                    lambda: build_snapshot(spark, ENTITY, start, mode="full", **options))
+                    lambda: build_snapshot(spark, ENTITY, run.on(start), mode="full", **options))
     timed(f"incremental {warm_up} (the incremental path's warm-up; not counted)", lambda: build_snapshot(
-        spark, ENTITY, warm_up, state_compaction=args.state_compaction, **options))
+        spark, ENTITY, run.on(warm_up), state_compaction=args.state_compaction, **options))
     incremental_s = []
     for each in incremental_days:
         incr, seconds = timed(f"incremental {each}", lambda each=each: build_snapshot(
-            spark, ENTITY, each, state_compaction=args.state_compaction, **options))
+            spark, ENTITY, run.on(each), state_compaction=args.state_compaction, **options))
         assert incr.mode == "incremental", incr.notes
         incremental_s.append(seconds)
         print(f"    read {incr.rows_read:,} new rows, state written "
@@ -302,17 +306,17 @@ def main() -> int:
             if kind == "duckdb":
                 duck_out.unlink(missing_ok=True)
                 _, seconds = timed(f"DuckDB {duckdb.__version__} same dedup {ds}, same Parquet", lambda: duckdb_snapshot(
-                    con, raw.path(), str(duck_out), keys, payload, content, ds))
+                    con, raw.path(run.warehouse), str(duck_out), keys, payload, content, ds))
                 duck_runs.append(seconds)
             elif kind == "full":
                 full, seconds = timed(f"full rebuild {ds}", lambda: build_snapshot(
-                    spark, ENTITY, ds, mode="full", **options))
+                    spark, ENTITY, run.on(ds), mode="full", **options))
                 full_runs.append(seconds)
                 shutil.rmtree(full_copy, ignore_errors=True)
                 shutil.copytree(ods.partition_path(ds), full_copy)
             else:
                 again, seconds = timed(f"incremental {ds} again (paired with the full rebuilds)", lambda: build_snapshot(
-                    spark, ENTITY, ds, state_compaction=args.state_compaction, **options))
+                    spark, ENTITY, run.on(ds), state_compaction=args.state_compaction, **options))
                 assert again.mode == "incremental" and again.rows_read == incr.rows_read, again.notes
                 paired_incremental.append(seconds)
     full_s = sum(full_runs) / len(full_runs)
@@ -325,7 +329,7 @@ def main() -> int:
         ods.partition_path(ds)).write.mode("overwrite").parquet(str(floor_out)))
     shutil.rmtree(floor_out, ignore_errors=True)
     # Both list the replica's folders as the job does (in the driver, not with a Spark job).
-    landed = lambda: read_replica(spark, raw.path()).where(f"load_date <= DATE'{ds}'")  # noqa: E731
+    landed = lambda: read_replica(spark, raw.path(run.warehouse)).where(f"load_date <= DATE'{ds}'")  # noqa: E731
     _, scan_s = timed("floor: Spark scans the rows landed by D (no dedup, no write)", lambda: landed().write.format(
         "noop").mode("overwrite").save())
     _, sort_s = timed("floor: Spark scans them, shuffles them by key and sorts them (no dedup, no write)",
@@ -336,7 +340,7 @@ def main() -> int:
     if args.formulation_rounds > 0:
         # The dedup alone on the same due rows of D: no checks, no figures, no publish.
         cutoff = f"TIMESTAMP'{day + dt.timedelta(days=1)} 00:00:00'"
-        spark.read.parquet(raw.path()).where(
+        spark.read.parquet(raw.path(run.warehouse)).where(
             f"load_date <= DATE'{ds}' AND ods_dt < {cutoff} AND ods_seq IS NOT NULL").selectExpr(
             *raw.columns, "CAST(NULL AS string) AS reject_reason", "1 AS read_here").createOrReplaceTempView("bench_due")
         key_list, content_list = ", ".join(keys), ", ".join(content)

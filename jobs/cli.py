@@ -2,7 +2,8 @@
 
     HELP: str                      one line for `ostap --help`
     add_arguments(parser) -> None
-    run(args) -> int | None
+    run(args, ctx) -> int | None      ctx: the RunContext made here from --warehouse, --master,
+                                      --conf and --ds (jobs.core.run)
 
 Errors the user can act on (OstapError) print as one line; `--verbose` shows the traceback.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
 
 from jobs.core.errors import OstapError
+from jobs.core.run import RunContext
 
 # command name -> module; modules are imported only when their command runs (keeps --help fast).
 COMMANDS: dict[str, str] = {
@@ -69,12 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("py4j", "cmdstanpy", "prophet", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.warehouse:
-        # Every job resolves tables through config.warehouse_root(), which reads this.
-        os.environ["OSTAP_WAREHOUSE"] = args.warehouse
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     try:
-        return int(args._module.run(args) or 0)
+        ctx = RunContext.from_args(args)  # a bad --ds is refused here, before any Spark starts
+        return int(args._module.run(args, ctx) or 0)
     except OstapError as exc:
         if args.verbose:
             raise

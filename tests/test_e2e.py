@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ctx_for, wh  # noqa: E402
 
 from jobs.core import storage, tables
 from jobs.local import airflow_local, redis_local
@@ -44,7 +45,7 @@ def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_pat
     env = dict(os.environ, OSTAP_WAREHOUSE=str(root), OSTAP_SPARK_LOG_LEVEL="ERROR")
     (root / "raw").mkdir(parents=True)
     os.symlink(generated / "raw" / "page_views", root / "raw" / "page_views")
-    build_snapshot(spark, "page_views", DEMO_DS, mode="full", root=str(root))  # the previous publish
+    build_snapshot(spark, "page_views", ctx_for(DEMO_DS, root=str(root)), mode="full")  # the previous publish
     table_dir = root / "ods" / "page_views"
     published = table_dir / f"ds={DEMO_DS}"
     before = sorted(p.name for p in published.iterdir())
@@ -70,7 +71,7 @@ def test_sigkill_during_publish_leaves_the_previous_partition(generated, tmp_pat
     import pyarrow.parquet as pq
 
     assert n == pq.read_table(published).num_rows > 0
-    build_snapshot(spark, "page_views", DEMO_DS, mode="full", root=str(root))  # a rerun after the kill
+    build_snapshot(spark, "page_views", ctx_for(DEMO_DS, root=str(root)), mode="full")  # a rerun after the kill
     assert pq.read_table(published).num_rows == n
     assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
 
@@ -98,7 +99,7 @@ def test_two_runs_of_one_snapshot_at_once_both_succeed_and_publish_it_whole(gene
         assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
     from jobs.ods_snapshot.snapshot import build_snapshot
 
-    build_snapshot(spark, "clients", DEMO_DS, mode="full", root=str(tmp_path / "wh"))  # a lone run
+    build_snapshot(spark, "clients", ctx_for(DEMO_DS, root=str(tmp_path / "wh")), mode="full")  # a lone run
     key = lambda row: sorted(row.items())  # noqa: E731
     for zone in ("ods", "state"):
         again = pq.read_table(tmp_path / "wh" / zone / "clients" / f"ds={DEMO_DS}").to_pylist()
@@ -122,14 +123,14 @@ def test_snapshot_on_a_standalone_cluster_equals_local_mode(generated, tmp_path,
     finally:
         cluster.stop()
     t = tables.TABLES["ods.applications"]
-    on_cluster = sorted(storage.read_partition(spark, t, DEMO_DS, root=str(tmp_path / "cluster_wh")).collect())
+    on_cluster = sorted(storage.read_partition(spark, t, DEMO_DS, str(tmp_path / "cluster_wh")).collect())
     from jobs.ods_snapshot.snapshot import build_snapshot
 
     local_root = tmp_path / "local_wh"
     local_root.mkdir()
     os.symlink(generated / "raw", local_root / "raw")
-    build_snapshot(spark, "applications", DEMO_DS, mode="full", root=str(local_root))
-    local = sorted(storage.read_partition(spark, t, DEMO_DS, root=str(local_root)).collect())
+    build_snapshot(spark, "applications", ctx_for(DEMO_DS, root=str(local_root)), mode="full")
+    local = sorted(storage.read_partition(spark, t, DEMO_DS, str(local_root)).collect())
     assert len(on_cluster) > 0 and on_cluster == local
 
 
@@ -222,11 +223,11 @@ def test_every_table_is_published_validated_served_and_reported(backfilled, monk
     from jobs.warehouse import catalog, report
 
     monkeypatch.setenv("OSTAP_WAREHOUSE", str(backfilled["root"]))
-    counts = {t: n for t, ds, n in catalog.partition_counts() if ds == DEMO_DS}
+    counts = {t: n for t, ds, n in catalog.partition_counts(wh()) if ds == DEMO_DS}
     expected = [t.qualified for t in tables.published_tables() if t.zone in ("ods", "marts")]
     missing = [t for t in expected if not counts.get(t)]
     assert missing == [], f"tables without rows for {DEMO_DS}: {missing}"
-    con = catalog.connect()
+    con = catalog.connect(wh())
     validated = {r[0] for r in con.execute(
         "select distinct table_name from dq.validation_results where ds = ?", [DEMO_DS]).fetchall()}
     assert set(expected) <= validated
@@ -236,7 +237,7 @@ def test_every_table_is_published_validated_served_and_reported(backfilled, monk
     # The DAG's serving step loaded that date's lists into Redis.
     served = backfilled["served"]
     assert served["versions"][served["current"]]["ds"] == DEMO_DS
-    page = Path(report.write_run_report(DEMO_DS)).read_text()
+    page = Path(report.write_run_report(wh(), DEMO_DS)).read_text()
     assert "marts.recommendations" in page and "ods.clients" in page
 
 
@@ -259,7 +260,7 @@ def test_a_snapshot_backfill_runs_each_entitys_days_in_order_and_incrementally(b
         assert by_day[second][0] >= by_day[first][1], f"{task_id} {second} started before {first} ended"
 
     metrics = {(r.entity, ds): r.mode for ds in BACKFILL_DAYS
-               for r in storage.read_partition(spark, tables.TABLES["dq.job_metrics"], ds, root=str(root)).collect()
+               for r in storage.read_partition(spark, tables.TABLES["dq.job_metrics"], ds, str(root)).collect()
                if r.job == "snapshot"}
     # No state before the first day: a full rebuild; then each day from the one before.
     assert metrics == {(e, ds): "full" if ds == first else "incremental" for e in tables.ENTITIES for ds in BACKFILL_DAYS}
@@ -269,9 +270,9 @@ def test_a_snapshot_backfill_runs_each_entitys_days_in_order_and_incrementally(b
     for entity in tables.ENTITIES:
         os.symlink(backfilled["root"] / "raw" / entity, rebuilt_root / "raw" / entity)
         ods = tables.TABLES[f"ods.{entity}"]
-        chained = sorted(storage.read_partition(spark, ods, second, root=str(root)).collect())
-        build_snapshot(spark, entity, second, mode="full", root=str(rebuilt_root), validate=False)
-        rebuilt = sorted(storage.read_partition(spark, ods, second, root=str(rebuilt_root)).collect())
+        chained = sorted(storage.read_partition(spark, ods, second, str(root)).collect())
+        build_snapshot(spark, entity, ctx_for(second, root=str(rebuilt_root)), mode="full", validate=False)
+        rebuilt = sorted(storage.read_partition(spark, ods, second, str(rebuilt_root)).collect())
         assert len(chained) > 0 and chained == rebuilt, f"ods.{entity} ds={second}: the backfill's chain != a full rebuild"
 
 
@@ -284,13 +285,13 @@ def test_the_targets_backfill_reads_the_backfilled_snapshots_and_equals_the_dail
     monkeypatch.setenv("OSTAP_PII_KEY", backfilled["env"]["OSTAP_PII_KEY"])  # the key the Spark tasks hashed with
     names = ("marts.scoring_targets", "marts.target_recovery")
     for name in names:
-        assert storage.list_partitions(spark, tables.TABLES[name], root=root) == BACKFILL_DAYS
+        assert storage.list_partitions(spark, tables.TABLES[name], root) == BACKFILL_DAYS
     for ds in BACKFILL_DAYS:
-        backfilled_rows = {name: sorted(storage.read_partition(spark, tables.TABLES[name], ds, root=root).collect())
+        backfilled_rows = {name: sorted(storage.read_partition(spark, tables.TABLES[name], ds, root).collect())
                            for name in names}
-        targets.build_and_publish(spark, ds, root=root)  # the daily run of that date
+        targets.build_and_publish(spark, ctx_for(ds, root=root))  # the daily run of that date
         for name, rows in backfilled_rows.items():
-            daily = sorted(storage.read_partition(spark, tables.TABLES[name], ds, root=root).collect())
+            daily = sorted(storage.read_partition(spark, tables.TABLES[name], ds, root).collect())
             assert len(rows) > 0 and rows == daily, f"{name} ds={ds}: backfill differs from the daily run"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ctx_for, wh  # noqa: E402
 
 from jobs.sales_forecast import forecast_models as fm
 
@@ -278,14 +279,14 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
     ods = TABLES["ods.sales"]
     frame = spark.createDataFrame(sales.assign(ods_dt=pd.Timestamp("2024-06-15"), ods_seq=1),
                                   schema=ods.spark_schema())
-    storage.publish_partition(frame, ods, ds, check=None)
+    storage.publish_partition(frame, ods, ds, ctx=ctx_for(), check=None)
 
     assert main(["forecast", "--ds", ds, "--origins", "2", "--ambition", "1.1", "--partitions", "2"]) == 0
     printed = capsys.readouterr().out
     assert "backtest lin3" in printed and "backtest chosen" in printed
 
     def read(name):
-        return pd.read_parquet(TABLES[name].partition_path(ds)).sort_values(
+        return pd.read_parquet(TABLES[name].partition_path(ds, wh())).sort_values(
             list(TABLES[name].keys)).reset_index(drop=True)
 
     forecast, backtest, plan = read("marts.sales_forecast"), read("marts.forecast_backtest"), read("marts.sales_plan")
@@ -312,7 +313,7 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
     assert forecast.yhat.max() < 1e5
     report = os.path.join(str(warehouse), "reports", "forecast", f"ds={ds}")
     assert {"actual_vs_forecast.png", "error_by_model.png", "summary.json"} <= set(os.listdir(report))
-    assert len(pd.read_parquet(TABLES["dq.job_metrics"].partition_path(ds))) == 1
+    assert len(pd.read_parquet(TABLES["dq.job_metrics"].partition_path(ds, wh()))) == 1
 
     # The same rows from a CSV file give the same rows again (fits are deterministic); the
     # publish step is skipped here to keep the test short.
@@ -320,7 +321,7 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
 
     csv = tmp_path / "sales.csv"
     sales.rename(columns={"sale_date": "date"})[["store_id", "date", "sales"]].to_csv(csv, index=False)
-    typed, _ = load_sales(spark, ds, str(csv))
+    typed, _ = load_sales(spark, ctx_for(ds), str(csv))
     settings = fm.ForecastSettings(horizon=3, origins=2)
     again = fit_stores(spark, typed, dt.date(2024, 6, 15), settings, ambition=1.1, partitions=2)
     for name, published in (("marts.sales_forecast", forecast), ("marts.forecast_backtest", backtest),

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import ctx_for, wh  # noqa: E402
 
 from jobs.cli import COMMANDS, build_parser
 from jobs.core import config, storage, tables
@@ -230,16 +231,16 @@ def test_help_lists_every_command():
 def test_publish_is_a_staged_swap(spark, warehouse):
     t = tables.Table("demo_swap", "marts", ("id",), "id bigint, v string")
     first = spark.createDataFrame([(1, "a"), (2, "b")], t.spark_schema())
-    storage.publish_partition(first, t, "2024-01-01", check=None)
+    storage.publish_partition(first, t, "2024-01-01", ctx=ctx_for(), check=None)
     second = spark.createDataFrame([(3, "c")], t.spark_schema())
-    storage.publish_partition(second, t, "2024-01-01", check=None)
-    rows = storage.read_partition(spark, t, "2024-01-01").collect()
+    storage.publish_partition(second, t, "2024-01-01", ctx=ctx_for(), check=None)
+    rows = storage.read_partition(spark, t, "2024-01-01", wh()).collect()
     assert [(r.id, r.v) for r in rows] == [(3, "c")]
-    assert storage.list_partitions(spark, t) == ["2024-01-01"]
-    leftovers = [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")]
+    assert storage.list_partitions(spark, t, wh()) == ["2024-01-01"]
+    leftovers = [p.name for p in Path(t.path(wh())).iterdir() if p.name.startswith("_")]
     assert leftovers == []
     # readers that discover partitions (Spark, DuckDB) see exactly the published ones
-    assert spark.read.parquet(t.path()).count() == 1
+    assert spark.read.parquet(t.path(wh())).count() == 1
 
 
 def _lock_table():
@@ -272,11 +273,11 @@ def _rows(spark, t, *rows):
 
 def test_a_run_waits_for_another_publishing_the_same_partition_then_replaces_it(spark, warehouse):
     t = _lock_table()
-    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", check=None)
+    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", ctx=ctx_for(), check=None)
     held, released = threading.Event(), []
 
     def another_run():
-        with storage.publishing(spark, t, "2024-01-01", run_id="other"):
+        with storage.publishing(spark, t, "2024-01-01", ctx_for(run_id="other")):
             held.set()
             time.sleep(2)
             released.append(time.monotonic())
@@ -284,29 +285,29 @@ def test_a_run_waits_for_another_publishing_the_same_partition_then_replaces_it(
     holder = threading.Thread(target=another_run)
     holder.start()
     assert held.wait(30)
-    lock = Path(storage.lock_path(t, "2024-01-01"))
+    lock = Path(storage.lock_path(t, "2024-01-01", wh()))
     assert '"run_id": "other"' in lock.read_text()
-    storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", check=None)
+    storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", ctx=ctx_for(), check=None)
     published = time.monotonic()
     holder.join()
     assert released and published > released[0]  # it waited for the other run's publish to end
-    assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01").collect()] == [(2, "second")]
+    assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01", wh()).collect()] == [(2, "second")]
     assert not lock.exists()
-    assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
+    assert [p.name for p in Path(t.path(wh())).iterdir() if p.name.startswith("_")] == []
 
 
 def test_a_run_gives_up_naming_the_run_that_holds_the_partition(spark, warehouse, monkeypatch, lock_file_system):
     t = _lock_table()
-    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", check=None)
+    storage.publish_partition(_rows(spark, t, (1, "first")), t, "2024-01-01", ctx=ctx_for(), check=None)
     monkeypatch.setattr(storage, "PUBLISH_LOCK_WAIT_S", 1.0)
-    with storage.publishing(spark, t, "2024-01-01", run_id="slowrun"):
+    with storage.publishing(spark, t, "2024-01-01", ctx_for(run_id="slowrun")):
         with pytest.raises(storage.PartitionBusyError) as busy:
-            storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", check=None)
+            storage.publish_partition(_rows(spark, t, (2, "second")), t, "2024-01-01", ctx=ctx_for(), check=None)
     message = str(busy.value)
     assert "marts.demo_lock ds=2024-01-01" in message and "run slowrun" in message
     assert "nothing was written" in message
-    assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01").collect()] == [(1, "first")]
-    assert [p.name for p in Path(t.path()).iterdir() if p.name.startswith("_")] == []
+    assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01", wh()).collect()] == [(1, "first")]
+    assert [p.name for p in Path(t.path(wh())).iterdir() if p.name.startswith("_")] == []
 
 
 def _released_after(call, lock: Path, calls: list):
@@ -340,7 +341,7 @@ class _FileSystemReleasingAfterExists:
 def test_a_lock_released_while_another_run_reads_it_reads_as_free(spark, warehouse, lock_file_system, monkeypatch):
     # A waiter polls the lock while its holder deletes it: whichever call finds it gone sees no
     # holder and raises nothing. The holder's delete is placed at each gap in turn.
-    path = storage.lock_path(_lock_table(), "2024-01-01")
+    path = storage.lock_path(_lock_table(), "2024-01-01", wh())
     lock = Path(path)
     assert storage._read_lock(spark, path) is None and storage._modified(spark, path) is None  # never taken
     lock.parent.mkdir(parents=True)
@@ -378,7 +379,7 @@ def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, mon
     import socket
 
     t = _lock_table()
-    lock = Path(storage.lock_path(t, "2024-01-01"))
+    lock = Path(storage.lock_path(t, "2024-01-01", wh()))
     lock.parent.mkdir(parents=True)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(gone.stdout)
@@ -393,20 +394,22 @@ def test_a_publish_lock_left_by_a_killed_run_is_taken_over(spark, warehouse, mon
         lock.write_text(json.dumps(holder))
         frame = _rows(spark, t, (value, holder["run_id"]))
         if stale:
-            storage.publish_partition(frame, t, "2024-01-01", check=None)
-            assert [tuple(r) for r in storage.read_partition(spark, t, "2024-01-01").collect()] == [tuple(frame.first())]
+            storage.publish_partition(frame, t, "2024-01-01", ctx=ctx_for(), check=None)
+            published = storage.read_partition(spark, t, "2024-01-01", wh()).collect()
+            assert [tuple(r) for r in published] == [tuple(frame.first())]
             assert not lock.exists()
         else:  # a live run elsewhere, as far as this host can tell
             with pytest.raises(storage.PartitionBusyError, match="run remote .*on elsewhere"):
-                storage.publish_partition(frame, t, "2024-01-01", check=None)
+                storage.publish_partition(frame, t, "2024-01-01", ctx=ctx_for(), check=None)
             assert json.loads(lock.read_text()) == holder
 
 
 def test_append_records_keeps_earlier_records(spark, warehouse):
     t = tables.TABLES["dq.rejects"]
-    storage.append_records(spark, t, [{"entity": "x", "reason": "r1", "row_json": "{}", "run_id": "a"}], "2024-01-01")
-    storage.append_records(spark, t, [{"entity": "x", "reason": "r2", "row_json": "{}", "run_id": "b"}], "2024-01-01")
-    reasons = sorted(r.reason for r in storage.read_partition(spark, t, "2024-01-01").collect())
+    for reason, run_id in (("r1", "a"), ("r2", "b")):
+        storage.append_records(spark, t, [{"entity": "x", "reason": reason, "row_json": "{}", "run_id": run_id}],
+                               "2024-01-01", wh())
+    reasons = sorted(r.reason for r in storage.read_partition(spark, t, "2024-01-01", wh()).collect())
     assert reasons == ["r1", "r2"]
 
 
@@ -418,10 +421,11 @@ def test_tables_and_query_read_published_partitions(spark, warehouse, capsys, tm
     import datetime as dt
 
     rows = [(1, dt.date(2024, 6, 1), 100.0, 1.1, 110.0), (2, dt.date(2024, 6, 1), 50.0, 1.1, 55.0)]
-    storage.publish_partition(spark.createDataFrame(rows, t.spark_schema()), t, "2024-06-01", check=None)
-    storage.publish_partition(spark.createDataFrame(rows[:1], t.spark_schema()), t, "2024-07-01", check=None)
-    assert ("marts.sales_plan", "2024-06-01", 2) in catalog.partition_counts()
-    assert ("marts.sales_plan", "2024-07-01", 1) in catalog.partition_counts()
+    storage.publish_partition(spark.createDataFrame(rows, t.spark_schema()), t, "2024-06-01", ctx=ctx_for(), check=None)
+    storage.publish_partition(spark.createDataFrame(rows[:1], t.spark_schema()), t, "2024-07-01", ctx=ctx_for(),
+                              check=None)
+    assert ("marts.sales_plan", "2024-06-01", 2) in catalog.partition_counts(wh())
+    assert ("marts.sales_plan", "2024-07-01", 1) in catalog.partition_counts(wh())
 
     assert main(["query", "select store_id, plan from marts.sales_plan where ds = '2024-06-01' order by 1"]) == 0
     out = capsys.readouterr().out

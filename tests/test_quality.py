@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import ctx_for  # noqa: E402
 
 from jobs.core import quality, storage
 from jobs.core.errors import DataQualityError
@@ -96,7 +97,7 @@ def recorded(spark, root, ds: str = DS):
 def assert_refused(spark, root, df, expectation: str, column: str, *fragments: str, ds: str = DS):
     table = TABLES["ods.premises"]
     with pytest.raises(DataQualityError) as caught:
-        storage.publish_partition(df, table, ds, check=quality.gate, root=str(root))
+        storage.publish_partition(df, table, ds, ctx=ctx_for(root=str(root)), check=quality.gate)
     message = str(caught.value)
     for part in ("ods.premises", expectation, f"column {column}" if column else "table", *fragments):
         assert part in message, f"{part!r} not in {message!r}"
@@ -142,7 +143,7 @@ def test_every_published_table_has_a_suite_true_to_the_registry(spark):
 def test_a_good_partition_passes_its_suite(spark, warehouse, name):
     table = TABLES[name]
     n = 1 if name == "marts.target_recovery" else 3
-    verdict = quality.validate(good_frame(spark, table, n), table, DS, root=str(warehouse), record=False)
+    verdict = quality.validate(good_frame(spark, table, n), table, DS, ctx_for(root=str(warehouse)), record=False)
     assert verdict.passed, verdict.summary()
     assert verdict.failed_warnings == [], verdict.summary()
     assert verdict.rows == n
@@ -196,7 +197,7 @@ def test_each_suite_refuses_a_bad_input_of_its_own(spark, warehouse, name):
     else:
         rows[-1][change[0]] = change[1]
     df = spark.createDataFrame([tuple(r[c] for c in table.columns) for r in rows], table.spark_schema())
-    verdict = quality.validate(df, table, DS, root=str(warehouse), record=False)
+    verdict = quality.validate(df, table, DS, ctx_for(root=str(warehouse)), record=False)
     assert not verdict.passed, f"{name}: the suite let {change} through"
     assert (expectation, column) in [(c.expectation, c.column) for c in verdict.failed_critical], verdict.summary()
 
@@ -246,13 +247,14 @@ def test_row_count_collapse_against_the_previous_day_is_refused(spark, warehouse
     # Ten rows make a meaningful baseline here; by default the band needs 100 (tiny tables swing).
     monkeypatch.setenv("OSTAP_DQ_MIN_PREVIOUS_ROWS", "10")
     table = TABLES["ods.premises"]
-    storage.publish_partition(premises(spark, 10, PREVIOUS_DS), table, PREVIOUS_DS, check=quality.gate, root=str(warehouse))
+    storage.publish_partition(premises(spark, 10, PREVIOUS_DS), table, PREVIOUS_DS, ctx=ctx_for(root=warehouse),
+                              check=quality.gate)
     message = assert_refused(spark, warehouse, premises(spark, 4), "expect_table_row_count_to_be_between", "",
                              "rows=4", f"previous ds={PREVIOUS_DS} rows=10", "min_value=5")
     assert "1 critical expectation(s) failed" in message
     assert storage.list_partitions(spark, table, str(warehouse)) == [PREVIOUS_DS]
     # Within the band (5 of 10 rows = 0.5x) the same day publishes.
-    storage.publish_partition(premises(spark, 5), table, DS, check=quality.gate, root=str(warehouse))
+    storage.publish_partition(premises(spark, 5), table, DS, ctx=ctx_for(root=str(warehouse)), check=quality.gate)
     assert storage.list_partitions(spark, table, str(warehouse)) == [PREVIOUS_DS, DS]
 
 
@@ -261,7 +263,7 @@ def test_warnings_are_recorded_and_the_partition_is_published(spark, warehouse):
 
     table = TABLES["ods.premises"]
     df = premises(spark).withColumn("floor", F.when(F.col("premise_id") == 1, 999).otherwise(F.col("floor")))
-    storage.publish_partition(df, table, DS, check=quality.gate, root=str(warehouse), run_id="warnrun")
+    storage.publish_partition(df, table, DS, ctx=ctx_for(root=str(warehouse), run_id="warnrun"), check=quality.gate)
     assert storage.list_partitions(spark, table, str(warehouse)) == [DS]
     rows = [r for r in recorded(spark, warehouse) if r["run_id"] == "warnrun"]
     suite = json.loads((EXPECTATIONS / "ods_snapshot" / "ods.premises.json").read_text())
@@ -278,7 +280,7 @@ def test_a_table_without_a_suite_is_refused(spark, warehouse, monkeypatch, tmp_p
     monkeypatch.setenv("OSTAP_EXPECTATIONS_DIR", str(tmp_path))
     table = TABLES["ods.premises"]
     with pytest.raises(DataQualityError, match="ods.premises has no expectation suite"):
-        storage.publish_partition(premises(spark), table, DS, check=quality.gate, root=str(warehouse))
+        storage.publish_partition(premises(spark), table, DS, ctx=ctx_for(root=str(warehouse)), check=quality.gate)
     assert storage.list_partitions(spark, table, str(warehouse)) == []
 
 
@@ -288,7 +290,7 @@ def test_ostap_validate_prints_a_verdict(spark, warehouse, capsys):
     from jobs import cli
 
     table = TABLES["marts.recommendations"]
-    storage.publish_partition(good_frame(spark, table), table, DS, check=quality.gate, root=str(warehouse))
+    storage.publish_partition(good_frame(spark, table), table, DS, ctx=ctx_for(root=str(warehouse)), check=quality.gate)
     assert cli.main(["validate", "--table", "recommendations", "--ds", DS, "--run-id", "byhand"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"marts.recommendations ds={DS}: PASSED") and "rows=3" in out

@@ -16,6 +16,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ctx_for, wh  # noqa: E402
 
 from jobs import cli
 from jobs.core import abtest, storage
@@ -37,9 +38,9 @@ def market_warehouse(spark, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("rec_warehouse"))
     previous = os.environ.get("OSTAP_WAREHOUSE")
     os.environ["OSTAP_WAREHOUSE"] = root
-    market = recommend.publish_synthetic_market(spark, DS, n_tenants=1000, n_premises=400, start=START, days=120,
-                                                seed=1)
-    inputs = recommend.read_agency_inputs(spark, DS, eval_days=30)
+    market = recommend.publish_synthetic_market(spark, ctx_for(DS), n_tenants=1000, n_premises=400, start=START,
+                                                days=120, seed=1)
+    inputs = recommend.read_agency_inputs(spark, ctx_for(DS), eval_days=30)
     yield {"root": root, "market": market, "inputs": inputs}
     if previous is None:
         os.environ.pop("OSTAP_WAREHOUSE", None)
@@ -408,7 +409,7 @@ def test_fixed_seed_with_one_thread_gives_identical_lists(market_warehouse):
 # ----------------------------------------------------------------------------------------------
 
 def _published(spark, name: str, ds: str = DS) -> pd.DataFrame:
-    return storage.read_partition(spark, TABLES[name], ds).toPandas()
+    return storage.read_partition(spark, TABLES[name], ds, wh()).toPandas()
 
 
 def test_command_publishes_lists_leads_eval_and_model_and_reruns_identically(spark, in_market, capsys):

@@ -15,6 +15,7 @@ from collections import defaultdict
 
 import pandas as pd
 import pytest
+from helpers import ctx_for  # noqa: E402
 
 from jobs import cli
 from jobs.core import abtest, quality, storage
@@ -79,12 +80,13 @@ def published(spark, tmp_path_factory):
         for table, frame in ((TABLES["marts.recommendations"], recs_frame(ds)),
                              (TABLES["marts.premise_leads"], leads_frame(ds))):
             df = spark.createDataFrame(frame, schema=table.spark_schema())
-            storage.publish_partition(df, table, ds, check=quality.gate, root=root)
+            storage.publish_partition(df, table, ds, ctx=ctx_for(root=root), check=quality.gate)
     # DS1 also has its premises snapshot: the cold-start list must skip the occupied ones.
     premises = TABLES["ods.premises"]
     rows = [(p, 50.0, 1000.0, "center", "left", p not in OCCUPIED_DS1, 1, "office",
              dt.datetime(2026, 3, 1, 12), p) for p in range(100, 100 + ITEMS)]
-    storage.publish_partition(spark.createDataFrame(rows, schema=premises.spark_schema()), premises, DS1, check=quality.gate, root=root)
+    storage.publish_partition(spark.createDataFrame(rows, schema=premises.spark_schema()), premises, DS1,
+                              ctx=ctx_for(root=root), check=quality.gate)
     return root
 
 
@@ -127,7 +129,7 @@ def assert_serves(http, ds: str, version: str) -> None:
 def test_load_serve_switch_rollback_prune(published, redis_url, answer_log):
     from flask import Flask
 
-    v1 = serving.load_version(DS1, redis_url, root=published, loaded_at="2026-03-01T06:00:00+00:00")
+    v1 = serving.load_version(ctx_for(DS1, root=published), redis_url, loaded_at="2026-03-01T06:00:00+00:00")
     app = api.create_app(redis_url, answer_log)
     assert isinstance(app, Flask)
     http = app.test_client()
@@ -135,7 +137,7 @@ def test_load_serve_switch_rollback_prune(published, redis_url, answer_log):
     assert get(http, "/health") == (200, {"status": "ok", "version": v1, "ds": DS1,
                                           "loaded_at": "2026-03-01T06:00:00+00:00", "clients": len(USERS)})
 
-    v2 = serving.load_version(DS2, redis_url, root=published)
+    v2 = serving.load_version(ctx_for(DS2, root=published), redis_url)
     assert v2 != v1
     assert_serves(http, DS2, v2)  # the same app follows the switch
 
@@ -145,7 +147,7 @@ def test_load_serve_switch_rollback_prune(published, redis_url, answer_log):
         serving.rollback(redis_url)
 
     # A rerun of one ds is a new version with identical answers; only three versions are kept.
-    versions = [serving.load_version(DS1, redis_url, root=published) for _ in range(3)]
+    versions = [serving.load_version(ctx_for(DS1, root=published), redis_url) for _ in range(3)]
     assert len(set(versions + [v1])) == 4
     assert_serves(http, DS1, versions[-1])
     state = serving.status(redis_url)
@@ -160,8 +162,8 @@ def test_load_serve_switch_rollback_prune(published, redis_url, answer_log):
 def test_a_backfill_of_an_older_date_does_not_switch_live_traffic(published, redis_url, answer_log, capsys,
                                                                    monkeypatch):
     http = api.create_app(redis_url, answer_log).test_client()
-    v2 = serving.load_version(DS2, redis_url, root=published)
-    assert serving.load_version(DS1, redis_url, root=published) is None  # a backfill's day: not loaded
+    v2 = serving.load_version(ctx_for(DS2, root=published), redis_url)
+    assert serving.load_version(ctx_for(DS1, root=published), redis_url) is None  # a backfill's day: not loaded
     state = serving.status(redis_url)
     assert state["current"] == v2 and list(state["versions"]) == [v2]
     assert state["history"][0] == {"event": "skip", "ds": DS1, "current": v2, "current_ds": DS2}
@@ -185,7 +187,7 @@ def test_redis_dying_in_the_middle_of_a_load_leaves_the_current_version(publishe
     folder = tmp_path / "redis"
     server = redis_local.start(folder)
     try:
-        v1 = serving.load_version(DS1, server.url, root=published)
+        v1 = serving.load_version(ctx_for(DS1, root=published), server.url)
         execute = redis.client.Pipeline.execute
 
         def dies_before_the_data_lands(pipe, *args, **kwargs):
@@ -195,7 +197,7 @@ def test_redis_dying_in_the_middle_of_a_load_leaves_the_current_version(publishe
 
         monkeypatch.setattr(redis.client.Pipeline, "execute", dies_before_the_data_lands)
         with pytest.raises(OstapError, match="unreachable"):
-            serving.load_version(DS2, server.url, root=published)
+            serving.load_version(ctx_for(DS2, root=published), server.url)
         monkeypatch.undo()
         server = redis_local.start(folder, port=server.port)
         assert serving.status(server.url)["current"] == v1
@@ -205,7 +207,7 @@ def test_redis_dying_in_the_middle_of_a_load_leaves_the_current_version(publishe
 
 
 def test_unknown_client_gets_cold_start_popular_list(published, redis_url, answer_log):
-    version = serving.load_version(DS1, redis_url, root=published)
+    version = serving.load_version(ctx_for(DS1, root=published), redis_url)
     http = api.create_app(redis_url, answer_log).test_client()
     status, body = get(http, f"/recommendations/{UNKNOWN_CLIENT}?k=100")
     assert status == 200
@@ -217,7 +219,7 @@ def test_unknown_client_gets_cold_start_popular_list(published, redis_url, answe
     status, body = get(http, f"/recommendations/{UNKNOWN_CLIENT}")
     assert len(body["items"]) == serving.DEFAULT_K
 
-    serving.load_version(DS2, redis_url, root=published)  # no ods.premises of DS2: lists alone decide
+    serving.load_version(ctx_for(DS2, root=published), redis_url)  # no ods.premises of DS2: lists alone decide
     status, body = get(http, f"/recommendations/{UNKNOWN_CLIENT}?k=100")
     assert [i["item_id"] for i in body["items"]] == expected_popular(DS2)
 
@@ -230,7 +232,7 @@ def test_popular_list_keeps_only_vacant_premises():
 
 
 def test_leads_and_unknown_premise(published, redis_url, answer_log):
-    serving.load_version(DS2, redis_url, root=published)
+    serving.load_version(ctx_for(DS2, root=published), redis_url)
     http = api.create_app(redis_url, answer_log).test_client()
     status, body = get(http, "/leads/101?k=2")
     assert status == 200
@@ -246,14 +248,14 @@ def test_leads_and_unknown_premise(published, redis_url, answer_log):
     "/leads/x", "/leads/100?k=0",
 ])
 def test_bad_ids_and_k_get_400(published, redis_url, answer_log, path):
-    serving.load_version(DS1, redis_url, root=published)
+    serving.load_version(ctx_for(DS1, root=published), redis_url)
     status, body = get(api.create_app(redis_url, answer_log).test_client(), path)
     assert status == 400
     assert body["error"] == "bad_request" and body["status"] == 400 and body["message"]
 
 
 def test_answer_log_has_one_line_per_answer_with_the_arm(published, redis_url, answer_log):
-    version = serving.load_version(DS1, redis_url, root=published)
+    version = serving.load_version(ctx_for(DS1, root=published), redis_url)
     http = api.create_app(redis_url, answer_log).test_client()
     paths = [f"/recommendations/{u}" for u in USERS] + [f"/recommendations/{UNKNOWN_CLIENT}",
                                                         "/recommendations/bad", "/leads/100", "/health"]
@@ -284,14 +286,14 @@ def test_load_refuses_arms_that_disagree_with_abtest(redis_url):
 
 def test_load_of_unpublished_date_names_the_table(published, redis_url):
     with pytest.raises(OstapError, match="marts.recommendations has no published partition ds=2026-01-01"):
-        serving.load_version("2026-01-01", redis_url, root=published)
+        serving.load_version(ctx_for("2026-01-01", root=published), redis_url)
 
 
 def test_redis_down_answers_503_and_recovers_without_restart(published, tmp_path, answer_log):
     folder = tmp_path / "redis"
     server = redis_local.start(folder)
     try:
-        version = serving.load_version(DS1, server.url, root=published)
+        version = serving.load_version(ctx_for(DS1, root=published), server.url)
         http = api.create_app(server.url, answer_log).test_client()
         assert get(http, "/recommendations/1")[0] == 200
 
@@ -335,7 +337,7 @@ def test_cli_load_status_rollback(published, redis_url, capsys, monkeypatch):
 
 
 def test_real_http_server(published, redis_url, tmp_path):
-    version = serving.load_version(DS1, redis_url, root=published)
+    version = serving.load_version(ctx_for(DS1, root=published), redis_url)
     port = net.free_port()
     log_path = tmp_path / "http.jsonl"
     env = {**os.environ, "OSTAP_REDIS_URL": redis_url}

@@ -13,6 +13,7 @@ import random
 
 import pyarrow.parquet as pq
 import pytest
+from helpers import ctx_for, wh  # noqa: E402
 
 from jobs.core import storage, tables
 from jobs.core.errors import BadInputError, DataQualityError, OstapError
@@ -46,7 +47,7 @@ def write_raw(spark, rows, files=1, entity="clients", mode="append"):
     """Land rows under raw/<entity>/load_date=... as `files` Parquet files per load date."""
     table = tables.TABLES[f"raw.{entity}"]
     df = spark.createDataFrame(rows, schema=f"{table.schema}, load_date string")
-    df.repartition(files).write.mode(mode).partitionBy("load_date").parquet(table.path())
+    df.repartition(files).write.mode(mode).partitionBy("load_date").parquet(table.path(wh()))
 
 
 def snapshot(spark, entity, ds, **options):
@@ -58,25 +59,25 @@ def snapshot(spark, entity, ds, **options):
     hand-made cases then go through the delta path, and the 30-day test mixes both.
     """
     options.setdefault("state_compaction", float("inf"))
-    return build_snapshot(spark, entity, ds, validate=False, **options)
+    return build_snapshot(spark, entity, ctx_for(ds), validate=False, **options)
 
 
 def snapshot_rows(spark, ds, table=ODS):
     # A state partition may be a delta on an earlier day's: compare whole states.
-    df = read_state(spark, "clients", ds) if table is STATE else storage.read_partition(spark, table, ds)
+    df = read_state(spark, "clients", ds, wh()) if table is STATE else storage.read_partition(spark, table, ds, wh())
     return sorted(tuple(r) for r in df.select(*table.columns).collect())
 
 
 def names_by_key(spark, ds):
-    df = storage.read_partition(spark, ODS, ds)
+    df = storage.read_partition(spark, ODS, ds, wh())
     return {r["client_id"]: (r["full_name"], r["ods_seq"]) for r in df.collect()}
 
 
 def dq_rows(spark, name, ds):
     table = tables.TABLES[f"dq.{name}"]
-    if not storage.path_exists(spark, table.partition_path(ds)):
+    if not storage.path_exists(spark, table.partition_path(ds, wh())):
         return []
-    return spark.read.schema(table.spark_schema()).parquet(table.partition_path(ds)).collect()
+    return spark.read.schema(table.spark_schema()).parquet(table.partition_path(ds, wh())).collect()
 
 
 # --- semantics on hand-made rows ------------------------------------------------------------
@@ -109,7 +110,7 @@ def test_delete_then_reinsert_and_delete_as_last_change(spark, warehouse):
     assert names_by_key(spark, "2024-01-01") == {1: ("back", 3)}
     assert (result.live_keys, result.deletes_applied) == (1, 1)
     # The state keeps the tombstone, so a later day still knows key 2 is deleted.
-    state = {r["client_id"]: r["ods_type"] for r in read_state(spark, "clients", "2024-01-01").collect()}
+    state = {r["client_id"]: r["ods_type"] for r in read_state(spark, "clients", "2024-01-01", wh()).collect()}
     assert state == {1: "I", 2: "D"}
 
 
@@ -185,7 +186,7 @@ def test_an_incremental_day_reads_the_folder_of_its_landing_day_alone(spark, war
                       change(2, "2024-01-03 10:00:00", 4, "U", name="c"),
                       change(3, "2024-01-03 11:00:00", 5, "I", name="d")])
     spec, changes, has_load_date, day_only = replica.read_changes(
-        spark, "clients", None, None, None, landed_on=dt.date(2024, 1, 3))
+        spark, "clients", None, None, wh(), landed_on=dt.date(2024, 1, 3))
     assert day_only and has_load_date
     assert changes.inputFiles() and all("/load_date=2024-01-03/" in f for f in changes.inputFiles())
     assert sorted((r["client_id"], r["load_date"]) for r in changes.collect()) == [
@@ -194,16 +195,16 @@ def test_an_incremental_day_reads_the_folder_of_its_landing_day_alone(spark, war
     # Nothing landed on that day: no rows, with the columns of the latest load day, no file read
     # and no folder listed but the source's top level (a quiet entity's day must not cost what
     # its whole history does).
-    _, changes, has_load_date, day_only = replica.read_changes(spark, "clients", None, None, None,
+    _, changes, has_load_date, day_only = replica.read_changes(spark, "clients", None, None, wh(),
                                                                      landed_on=dt.date(2024, 1, 4))
     assert day_only and has_load_date and changes.count() == 0
     assert changes.dtypes == day_columns and changes.inputFiles() == []
     # The same before the first load day (a backfill of an early date).
-    _, changes, _, day_only = replica.read_changes(spark, "clients", None, None, None,
+    _, changes, _, day_only = replica.read_changes(spark, "clients", None, None, wh(),
                                                          landed_on=dt.date(2023, 12, 31))
     assert day_only and changes.count() == 0
     # Without landed_on (a full run) the whole source.
-    _, changes, _, day_only = replica.read_changes(spark, "clients", None, None, None)
+    _, changes, _, day_only = replica.read_changes(spark, "clients", None, None, wh())
     assert not day_only and changes.count() == 5
     # Without the state of D-1 the run falls back to a full rebuild, which reads every landed row,
     # on a day with rows and on one without.
@@ -264,8 +265,8 @@ def test_conflict_fails_and_publishes_nothing(spark, warehouse):
     message = str(err.value)
     assert "clients" in message and "1 keys" in message and "client_id=1" in message
     assert "\n" not in message
-    assert not storage.path_exists(spark, ODS.partition_path("2024-01-01"))
-    assert not storage.path_exists(spark, STATE.partition_path("2024-01-01"))
+    assert not storage.path_exists(spark, ODS.partition_path("2024-01-01", wh()))
+    assert not storage.path_exists(spark, STATE.partition_path("2024-01-01", wh()))
     conflicts = dq_rows(spark, "conflicts", "2024-01-01")
     assert sorted(json.loads(r["row_json"])["full_name"] for r in conflicts) == ["left", "right"]
     assert {r["key_json"] for r in conflicts} == {'{"client_id":1}'}
@@ -306,7 +307,7 @@ def test_each_bad_row_kind_is_rejected_with_its_reason(spark, warehouse):
     write_raw(spark, good + bad)
     with pytest.raises(DataQualityError, match=r"5 of 15 change rows are bad"):
         snapshot(spark, "clients", "2024-01-01")
-    assert not storage.path_exists(spark, ODS.partition_path("2024-01-01"))
+    assert not storage.path_exists(spark, ODS.partition_path("2024-01-01", wh()))
     result = snapshot(spark, "clients", "2024-01-01", max_reject_share=0.5)
     assert result.rejects_by_reason == {"null key column client_id": 1, "null ods_dt": 1, "null ods_seq": 1,
                                         "ods_type outside I/U/D": 2}
@@ -335,7 +336,7 @@ def test_csv_source_with_key_and_unparseable_values(spark, warehouse, tmp_path):
     assert result.rejects_by_reason == {"unparseable ods_dt": 1, "unparseable ods_seq": 1}
     assert result.mode == "full" and result.pending_rows == 1
     ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
-    rows = spark.read.parquet(ods.partition_path("2024-01-01")).collect()
+    rows = spark.read.parquet(ods.partition_path("2024-01-01", wh())).collect()
     assert sorted((r["shop"], r["sku"], r["price"], r["label"], r["ods_seq"]) for r in rows) == [
         (1, "A", 6.5, "new", 2), (2, "A", 2.0, "two", 5)]
     assert rows[0]["ods_dt"].__class__ is dt.datetime
@@ -416,7 +417,7 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
 
     generate_demo(out=str(warehouse), start="2024-01-01", days=30, seed=1, scale="small")
     days = [(dt.date(2024, 1, 1) + dt.timedelta(days=i)).isoformat() for i in range(30)]
-    late = spark.read.parquet(RAW.path()).where("to_date(ods_dt) < load_date").count()
+    late = spark.read.parquet(RAW.path(wh())).where("to_date(ods_dt) < load_date").count()
     assert late > 0, "the generated data must contain late rows"
     incremental, state_bases = {}, []
     for ds in days:
@@ -429,11 +430,11 @@ def test_incremental_equals_full_over_30_generated_days(spark, warehouse):
         state_bases.append(result.state_base)
         # The next day decides on compaction from the rows its sidecar says the partition holds
         # (a delta's carried rows are counted without a pass of their own).
-        sidecar = json.loads(storage.read_text(spark, f"{STATE.partition_path(ds)}/{STATE_SIDECAR}"))
-        assert sidecar["partition_rows"] == storage.read_partition(spark, STATE, ds).count(), ds
+        sidecar = json.loads(storage.read_text(spark, f"{STATE.partition_path(ds, wh())}/{STATE_SIDECAR}"))
+        assert sidecar["partition_rows"] == storage.read_partition(spark, STATE, ds, wh()).count(), ds
     deltas = sum(1 for base in state_bases if base)
     assert 5 <= deltas <= len(days) - 3, state_bases  # both layouts were written and read back
-    landed = [r.asDict() for r in spark.read.parquet(RAW.path()).collect()]
+    landed = [r.asDict() for r in spark.read.parquet(RAW.path(wh())).collect()]
     for r in landed:
         r["load_date"] = r["load_date"].isoformat()
     for ds in days:
@@ -459,10 +460,10 @@ def test_state_is_a_delta_on_the_last_whole_state_until_compaction(spark, wareho
     results = {ds: snapshot(spark, "clients", ds, state_compaction=0.25) for ds in days}
     # Day 2 touches 1 of 10 keys: its state partition holds that key only, on day 1's whole state.
     assert results["2024-01-02"].state_base == "2024-01-01"
-    assert storage.read_partition(spark, STATE, "2024-01-02").count() == 1
+    assert storage.read_partition(spark, STATE, "2024-01-02", wh()).count() == 1
     # Day 3 would carry 1 + 3 keys, more than a quarter of 10: the whole state is written again.
     assert results["2024-01-03"].state_base == ""
-    assert storage.read_partition(spark, STATE, "2024-01-03").count() == 10
+    assert storage.read_partition(spark, STATE, "2024-01-03", wh()).count() == 10
     incremental = {ds: (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) for ds in days}
     assert {k: v[0] for k, v in names_by_key(spark, "2024-01-02").items()}[1] == "day2"
     for ds in days:
@@ -482,7 +483,7 @@ def test_a_state_delta_is_written_in_files_small_enough_to_share_out(spark, ware
     days = ["2024-01-01", "2024-01-02", "2024-01-03"]
     results = {ds: snapshot(spark, "clients", ds) for ds in days}
     assert results["2024-01-03"].state_base == "2024-01-01"
-    folder = STATE.partition_path("2024-01-03")
+    folder = STATE.partition_path("2024-01-03", wh())
     per_file = [pq.ParquetFile(os.path.join(folder, name)).metadata.num_rows
                 for name in os.listdir(folder) if name.endswith(".parquet")]
     assert sum(per_file) == 10 and max(per_file) <= 3, per_file  # 7 carried + 3 touched today
@@ -500,9 +501,9 @@ def test_untouched_keys_come_from_the_state_when_ods_was_written_by_another_run(
     assert snapshot(spark, "clients", "2024-01-02").untouched_from == "ods"
     # ods of 2024-01-02 republished by another run (say a crash between the ods and state swaps
     # of a rerun): it no longer matches state 2024-01-02, so the run reads the state instead.
-    ods_rows = storage.read_partition(spark, ODS, "2024-01-02").where("client_id <> 2")
-    storage.publish_partition(ods_rows.localCheckpoint(), ODS, "2024-01-02", check=None, run_id="another",
-                              sidecar={snapshot_job.SNAPSHOT_SIDECAR: '{"run_id": "another"}'})
+    ods_rows = storage.read_partition(spark, ODS, "2024-01-02", wh()).where("client_id <> 2")
+    storage.publish_partition(ods_rows.localCheckpoint(), ODS, "2024-01-02", ctx=ctx_for(run_id="another"),
+                              check=None, sidecar={snapshot_job.SNAPSHOT_SIDECAR: '{"run_id": "another"}'})
     result = snapshot(spark, "clients", "2024-01-03")
     assert result.untouched_from == "state"
     assert names_by_key(spark, "2024-01-03") == {1: ("c", 5), 2: ("a", 2)}
@@ -527,8 +528,8 @@ def test_a_failed_state_write_publishes_neither_partition(spark, warehouse, monk
         snapshot(spark, "clients", "2024-01-02")
     # The ods partition was staged first, but neither is published and no staging folder is left.
     for table in (ODS, STATE):
-        assert not storage.path_exists(spark, table.partition_path("2024-01-02")), table.qualified
-        assert [n for n in os.listdir(table.path()) if n.startswith("_")] == [], table.qualified
+        assert not storage.path_exists(spark, table.partition_path("2024-01-02", wh())), table.qualified
+        assert [n for n in os.listdir(table.path(wh())) if n.startswith("_")] == [], table.qualified
     monkeypatch.setattr(storage, "stage_partition", stage_partition)  # the disk has room again
     assert snapshot(spark, "clients", "2024-01-02").mode == "incremental"
     assert names_by_key(spark, "2024-01-02") == {1: ("b", 2)}
@@ -572,7 +573,7 @@ def test_a_run_whose_previous_day_is_republished_meanwhile_runs_again_on_it(spar
     snapshot(spark, "clients", "2024-01-03", mode="full")
     assert (snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)) == incremental
     for table in (ODS, STATE):  # the first attempt left no staging folder behind
-        assert [n for n in os.listdir(table.path()) if n.startswith("_staging")] == [], table.qualified
+        assert [n for n in os.listdir(table.path(wh())) if n.startswith("_staging")] == [], table.qualified
 
 
 # --- command line --------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import os
 
 import pandas as pd
 import pytest
+from helpers import ctx_for  # noqa: E402
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -96,12 +97,12 @@ def test_the_incremental_chain_a_full_rebuild_and_pandas_agree(spark, tmp_path_f
     with session_settings(spark, {"spark.sql.shuffle.partitions": str(partitions)}):
         for i, day in enumerate(DAYS):
             ds = day.isoformat()
-            chained = build_snapshot(spark, "clients", ds, root=chain_root, validate=False,
+            chained = build_snapshot(spark, "clients", ctx_for(ds, root=chain_root), validate=False,
                                      mode="auto" if i == 0 else "incremental", state_compaction=compaction)
             assert chained.mode == ("full" if i == 0 else "incremental")
             chain_ods, chain_state = published(spark, ds, chain_root)
             assert chain_ods == pandas_snapshot(rows, ds), ds
         # The last day rebuilt in full from every landed folder (each run costs a second or two).
-        full = build_snapshot(spark, "clients", ds, root=full_root, validate=False, mode="full")
+        full = build_snapshot(spark, "clients", ctx_for(ds, root=full_root), validate=False, mode="full")
         assert published(spark, ds, full_root) == (chain_ods, chain_state)
         assert figures(full) == figures(chained)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ctx_for, wh  # noqa: E402
 
 from jobs.cli import main
 from jobs.core import pii, storage
@@ -42,7 +43,7 @@ def write_ods(spark, entity: str, rows: list[dict], ds: str = DS) -> None:
     table = TABLES[f"ods.{entity}"]
     filled = [{"ods_dt": ts("2024-01-01 00:00:00"), "ods_seq": 1} | row for row in rows]
     df = spark.createDataFrame([tuple(r.get(c) for c in table.columns) for r in filled], table.spark_schema())
-    storage.publish_partition(df, table, ds, check=None)
+    storage.publish_partition(df, table, ds, ctx=ctx_for(), check=None)
 
 
 CLIENTS = [
@@ -122,53 +123,53 @@ def scoring_ods(spark, warehouse, monkeypatch):
 
 
 def published_targets(spark, ds: str = DS) -> dict:
-    rows = storage.read_partition(spark, TABLES["marts.scoring_targets"], ds).collect()
+    rows = storage.read_partition(spark, TABLES["marts.scoring_targets"], ds, wh()).collect()
     return {r.contract_id: (r.client_id, r.phone_hash, r.phone_source, r.sign_date, r.target) for r in rows}
 
 
 def test_phones_from_clients_else_latest_prior_application_and_rerun_is_identical(spark, scoring_ods):
-    targets.build_and_publish(spark, DS)
+    targets.build_and_publish(spark, ctx_for(DS))
     first = published_targets(spark)
     assert first == EXPECTED
-    targets.build_and_publish(spark, DS)
+    targets.build_and_publish(spark, ctx_for(DS))
     assert published_targets(spark) == first
-    assert storage.list_partitions(spark, TABLES["marts.scoring_targets"]) == [DS]
+    assert storage.list_partitions(spark, TABLES["marts.scoring_targets"], wh()) == [DS]
 
 
 def test_recovery_is_published_and_printed_in_one_line(spark, scoring_ods, capsys):
     assert main(["targets", "--ds", DS, *CLI_SPARK]) == 0
-    row = storage.read_partition(spark, TABLES["marts.target_recovery"], DS).collect()
+    row = storage.read_partition(spark, TABLES["marts.target_recovery"], DS, wh()).collect()
     assert [r.asDict() for r in row] == [EXPECTED_RECOVERY]
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("targets ")]
     assert lines == ["targets ds=2024-06-30: contracts=11 phones_from_clients=2 phones_from_applications=6 "
                      "contracts_without_phone=3 positives_clients_only=2 positives_kept=5 positives_ratio=2.500"]
-    metrics = storage.read_partition(spark, TABLES["dq.job_metrics"], DS).collect()
+    metrics = storage.read_partition(spark, TABLES["dq.job_metrics"], DS, wh()).collect()
     assert [(m.job, m.rows_read, m.live_keys) for m in metrics] == [("targets", 11, 8)]
 
 
 def test_outcome_window_filters_contracts(spark, scoring_ods):
     def linked_ids(window):
-        linked = targets.link_contracts(spark, DS, outcome_window_days=window)
+        linked = targets.link_contracts(spark, ctx_for(DS), outcome_window_days=window)
         return sorted(r.contract_id for r in linked.where("phone IS NOT NULL").select("contract_id").collect())
 
     assert linked_ids(90) == sorted(EXPECTED)
     assert linked_ids(89) == sorted([*EXPECTED, 111])           # signed 2024-04-02
     assert linked_ids(108) == [101, 102, 103, 104, 106]         # signed up to 2024-03-14
     with pytest.raises(BadInputError, match="outcome-window-days"):
-        targets.link_contracts(spark, DS, outcome_window_days=-1)
+        targets.link_contracts(spark, ctx_for(DS), outcome_window_days=-1)
 
 
 def test_missing_key_is_a_clear_error_and_nothing_is_published(spark, scoring_ods, monkeypatch, capsys):
     monkeypatch.delenv(pii.KEY_ENV)
     with pytest.raises(OstapError, match="OSTAP_PII_KEY.*ostap_pii_key"):
-        targets.build_and_publish(spark, DS)
+        targets.build_and_publish(spark, ctx_for(DS))
     assert main(["targets", "--ds", DS, *CLI_SPARK]) == 2
     assert "OSTAP_PII_KEY" in capsys.readouterr().err
-    assert storage.list_partitions(spark, TABLES["marts.scoring_targets"]) == []
+    assert storage.list_partitions(spark, TABLES["marts.scoring_targets"], wh()) == []
 
 
 def test_key_never_appears_in_the_query_plan(spark, scoring_ods):
-    linked = targets.link_contracts(spark, DS)
+    linked = targets.link_contracts(spark, ctx_for(DS))
     plan = targets.hashed_targets(linked, KEY.encode())._jdf.queryExecution().toString()
     assert "phone_hmac" in plan and KEY not in plan
 
@@ -178,17 +179,17 @@ def test_missing_snapshot_names_table_and_ds(spark, warehouse, monkeypatch):
     write_ods(spark, "contracts", CONTRACTS)
     write_ods(spark, "applications", APPLICATIONS)
     with pytest.raises(OstapError, match=r"ods\.clients has no published partition ds=2024-06-30.*snapshot"):
-        targets.build_and_publish(spark, DS)
+        targets.build_and_publish(spark, ctx_for(DS))
 
 
 def test_bad_ds_and_bad_flag_are_refused(spark, scoring_ods):
     with pytest.raises(BadInputError, match="YYYY-MM-DD"):
-        targets.build_and_publish(spark, "30.06.2024")
+        targets.build_and_publish(spark, ctx_for("30.06.2024"))
     write_ods(spark, "contracts", CONTRACTS + [
         {"contract_id": 113, "client_id": 1, "sign_date": d("2024-03-01"), "bad_flag": None}])
     with pytest.raises(BadInputError, match=r"ods\.contracts column bad_flag.*contract_id \[113\]"):
-        targets.build_and_publish(spark, DS)
-    assert storage.list_partitions(spark, TABLES["marts.scoring_targets"]) == []
+        targets.build_and_publish(spark, ctx_for(DS))
+    assert storage.list_partitions(spark, TABLES["marts.scoring_targets"], wh()) == []
 
 
 PHONE_FORMS = {
@@ -294,13 +295,13 @@ def test_recovery_on_generated_data_matches_an_independent_count(spark, warehous
     monkeypatch.setenv(pii.KEY_ENV, KEY)
     generate_demo(str(warehouse), GEN_START, GEN_DAYS, seed=7, scale="small")
     for entity in ("clients", "applications", "contracts"):
-        build_snapshot(spark, entity, GEN_DS)
+        build_snapshot(spark, entity, ctx_for(GEN_DS))
 
-    figures = targets.build_and_publish(spark, GEN_DS)
+    figures = targets.build_and_publish(spark, ctx_for(GEN_DS))
     print(targets.format_figures(GEN_DS, figures))  # visible with -s
     expected = pandas_recovery(warehouse, GEN_DS)
     assert {k: figures[k] for k in expected} == pytest.approx(expected)
     # the point of the job: applications recover phones, and with them positives
     assert figures["phones_from_applications"] > 0 and figures["positives_ratio"] > 1
-    published = storage.read_partition(spark, TABLES["marts.scoring_targets"], GEN_DS)
+    published = storage.read_partition(spark, TABLES["marts.scoring_targets"], GEN_DS, wh())
     assert published.count() == expected["phones_from_clients"] + expected["phones_from_applications"]

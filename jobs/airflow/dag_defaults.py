@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jinja2 import StrictUndefined
 
-from jobs.core import settings
+from jobs.core import config, settings
 from jobs.core.spark import driver_java_options
 
 REPO = Path(__file__).resolve().parents[2]  # the repository root
@@ -93,7 +93,8 @@ def partition_ready(table: str, ds: str) -> bool:
     from jobs.core.tables import table as lookup
 
     t = lookup(table)
-    marker = t.partition_path(ds) + "/_SUCCESS"
+    # The deployment's warehouse (OSTAP_WAREHOUSE in the Airflow workers' environment).
+    marker = t.partition_path(ds, config.warehouse_root()) + "/_SUCCESS"
     if "://" in marker and not marker.startswith("file:"):
         from airflow.sdk import ObjectStoragePath
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import html
 import logging
 
-from jobs.core import config, settings
+from jobs.core import settings
 
 log = logging.getLogger(__name__)
 
-def data_docs_root(root: str | None = None) -> str:
-    return f"{config.warehouse_root(root)}/reports/data_docs"
+def data_docs_root(root: str) -> str:
+    return f"{root}/reports/data_docs"
 
 
-def write_page(spark, verdict, result, root: str | None) -> str | None:
+def write_page(spark, verdict, result, root: str) -> str | None:
     """Render the validation with GX's own Data Docs renderer to one page, and refresh the index.
 
     An ephemeral GX context keeps results in memory, so a GX site would index only this

@@ -35,13 +35,13 @@ import logging
 import math
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.core import data_docs, settings
 from jobs.core.errors import DataQualityError, OstapError
 from jobs.core.resources import resource_dir
+from jobs.core.run import RunContext, parse_ds
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _band_settings(suite_meta: dict, band: str | None) -> tuple[float, float, in
     return low, high, min_previous
 
 
-def previous_partition(spark, table, ds: str, root: str | None = None) -> tuple[str, int] | None:
+def previous_partition(spark, table, ds: str, root: str) -> tuple[str, int] | None:
     """(ds, rows) of the newest published partition of the table before ds, or None."""
     from jobs.core import storage
 
@@ -249,7 +249,7 @@ def _as_spark_collects(moment: dt.datetime) -> dt.datetime:
 def suite_parameters(suite_meta: dict, ds: str, previous: tuple[str, int] | None,
                      band: str | None = None) -> dict:
     """Values of the $PARAMETER placeholders the suites use."""
-    day = _parse_ds(ds)
+    day = parse_ds(ds)
     low, high, min_previous = _band_settings(suite_meta, band)
     if previous is not None and previous[1] >= min_previous:
         row_count_min, row_count_max = math.ceil(previous[1] * low), math.floor(previous[1] * high)
@@ -266,17 +266,9 @@ def suite_parameters(suite_meta: dict, ds: str, previous: tuple[str, int] | None
     }
 
 
-def _parse_ds(ds: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(str(ds))
-    except ValueError:
-        raise OstapError(f"ds {ds!r}: expected a date YYYY-MM-DD") from None
-
-
 # ---------------------------------------------------------------------------------------- validation
 
-def validate(df, table, ds: str, run_id: str | None = None, root: str | None = None,
-             band: str | None = None, record: bool = True) -> Verdict:
+def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, record: bool = True) -> Verdict:
     """Run the table's suite on `df` (the partition to publish); record and return the verdict.
 
     Never raises for failed expectations (see `gate`); raises OstapError when the table has no
@@ -285,8 +277,8 @@ def validate(df, table, ds: str, run_id: str | None = None, root: str | None = N
     from pyspark import StorageLevel
 
     started = time.perf_counter()
-    run_id = run_id or uuid.uuid4().hex[:12]
-    ds = _parse_ds(ds).isoformat()
+    root, run_id = ctx.warehouse, ctx.run_id
+    ds = parse_ds(ds).isoformat()
     suite_config = load_suite_config(table)
     if suite_config is None:
         raise DataQualityError(f"{table.qualified} has no expectation suite: every published table needs "
@@ -330,14 +322,14 @@ def validate(df, table, ds: str, run_id: str | None = None, root: str | None = N
     return verdict
 
 
-def gate(df, table, ds, run_id=None, root=None) -> None:
+def gate(df, table, ds: str, ctx: RunContext) -> None:
     """Fail before publishing when a critical expectation fails; warnings are recorded and logged.
 
     Tables outside the published registry (state.*) are checked only if a suite exists for them.
     """
     if not table.published and not suite_path(table).exists():
         return None
-    verdict = validate(df, table, ds, run_id=run_id, root=root)
+    verdict = validate(df, table, ds, ctx)
     for warning in verdict.failed_warnings:
         log.warning("data quality warning %s ds=%s: %s", verdict.table, verdict.ds, warning.describe())
     if not verdict.passed:
@@ -410,7 +402,7 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _record(spark, verdict: Verdict, root: str | None) -> None:
+def _record(spark, verdict: Verdict, root: str) -> None:
     from jobs.core import storage
     from jobs.core.tables import TABLES
 

@@ -41,9 +41,10 @@ def driver_java_options() -> str:
     return f"{DRIVER_JAVA_OPTIONS} -XX:SharedArchiveFile={shlex.quote(str(archive))}"
 
 
-def session_conf(master: str | None = None, conf: dict[str, str] | None = None) -> dict[str, str]:
+def session_conf(master: str | None = None, conf: dict[str, str] | None = None,
+                 warehouse: str | None = None) -> dict[str, str]:
     """The settings a job's session gets; `conf` (from --conf) wins over the defaults."""
-    root = config.warehouse_root()
+    root = config.warehouse_root(warehouse)
     session = {
         "spark.master": config.spark_master(master),
         "spark.sql.session.timeZone": "UTC",
@@ -73,7 +74,8 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None) 
     return session
 
 
-def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str, str] | None = None):
+def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str, str] | None = None,
+              warehouse: str | None = None):
     """Get or create the SparkSession with ostap's defaults.
 
     Under spark-submit the master is already set by the launcher; we keep it then.
@@ -84,7 +86,7 @@ def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    wanted = session_conf(master, conf)
+    wanted = session_conf(master, conf, warehouse)
     if master is None and _launched_by_spark_submit():
         # spark-submit already chose the master (--master); do not override it.
         wanted.pop("spark.master")
@@ -115,9 +117,3 @@ def _launched_by_spark_submit() -> bool:
     # spark-submit starts python with PYSPARK_GATEWAY_PORT set to its running JVM.
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
-
-def spark_for(args, app_name: str):
-    """The session for a CLI command, honouring its --master and --conf options."""
-    from jobs.core.config import parse_conf
-
-    return get_spark(app_name, master=getattr(args, "master", None), conf=parse_conf(getattr(args, "conf", [])))

@@ -26,10 +26,11 @@ from collections.abc import Callable
 
 from jobs.core import config, settings
 from jobs.core.errors import OstapError
+from jobs.core.run import RunContext
 from jobs.core.tables import Table
 
-# A quality gate: check(df, table, value, run_id=..., root=...) raises to refuse df.
-Check = Callable[..., None]
+# A quality gate: check(df, table, value, ctx) raises to refuse df (jobs pass quality.gate).
+Check = Callable[[object, Table, str, RunContext], None]
 
 
 def hadoop_fs(spark, path: str):
@@ -85,7 +86,7 @@ def subfolder_names(spark, path: str) -> list[str]:
     return sorted(status.getPath().getName() for status in fs.listStatus(hpath) if status.isDirectory())
 
 
-def list_partitions(spark, table: Table, root: str | None = None) -> list[str]:
+def list_partitions(spark, table: Table, root: str) -> list[str]:
     """Partition values of a table that are published (have a _SUCCESS marker), sorted."""
     table_path = table.path(root)
     prefix = f"{table.partition}="
@@ -106,13 +107,12 @@ class PartitionBusyError(OstapError):
     """Another run kept publishing the same partition for longer than this run would wait."""
 
 
-def lock_path(table: Table, value: str, root: str | None = None) -> str:
+def lock_path(table: Table, value: str, root: str) -> str:
     return f"{table.path(root)}/_lock_{table.partition}={value}"
 
 
 @contextlib.contextmanager
-def publishing(spark, table: Table, value: str, root: str | None = None, run_id: str | None = None,
-               wait_s: float | None = None):
+def publishing(spark, table: Table, value: str, ctx: RunContext, wait_s: float | None = None):
     """Hold the publish lock of partition `value` of `table` for the block (stage, then swap).
 
     The lock is a file created only if it does not exist (O_EXCL on local disk, HDFS's create
@@ -122,9 +122,9 @@ def publishing(spark, table: Table, value: str, root: str | None = None, run_id:
     process no longer runs on this host, or it is older than OSTAP_PUBLISH_LOCK_STALE_S when
     it ran elsewhere) was left by a killed run and is taken over.
     """
-    run_id = run_id or uuid.uuid4().hex[:12]
+    run_id = ctx.run_id
     wait_s = PUBLISH_LOCK_WAIT_S if wait_s is None else wait_s
-    path = lock_path(table, value, root)
+    path = lock_path(table, value, ctx.warehouse)
     me = {"run_id": run_id, "host": socket.gethostname(), "pid": os.getpid(),
           "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
     deadline = time.monotonic() + wait_s
@@ -283,8 +283,8 @@ def _delete_lock_of(spark, path: str, holder: dict) -> None:
         delete_path(spark, path)
 
 
-def publish_partition(df, table: Table, value: str, *, check: Check | None, root: str | None = None,
-                      run_id: str | None = None, sidecar: dict[str, str] | None = None) -> str:
+def publish_partition(df, table: Table, value: str, *, ctx: RunContext, check: Check | None,
+                      sidecar: dict[str, str] | None = None) -> str:
     """Run `check` on `df` (the job's quality gate, e.g. jobs.core.quality.gate; None publishes
     unchecked), then write it (without the partition column) as partition `value` of `table` by
     staged swap.
@@ -293,14 +293,13 @@ def publish_partition(df, table: Table, value: str, *, check: Check | None, root
     written into the partition before the swap: they appear together with its rows.
     A check that refuses `df` raises, and nothing is written. Returns the final partition path.
     """
-    run_id = run_id or uuid.uuid4().hex[:12]
-    with publishing(df.sparkSession, table, value, root=root, run_id=run_id):
-        staging = stage_partition(df, table, value, check=check, root=root, run_id=run_id, sidecar=sidecar)
-        return swap_in(df.sparkSession, table, value, staging, root=root, run_id=run_id)
+    with publishing(df.sparkSession, table, value, ctx):
+        staging = stage_partition(df, table, value, ctx=ctx, check=check, sidecar=sidecar)
+        return swap_in(df.sparkSession, table, value, staging, ctx)
 
 
-def stage_partition(df, table: Table, value: str, *, check: Check | None, root: str | None = None,
-                    run_id: str | None = None, sidecar: dict[str, str] | None = None,
+def stage_partition(df, table: Table, value: str, *, ctx: RunContext, check: Check | None,
+                    sidecar: dict[str, str] | None = None,
                     options: dict[str, str] | None = None) -> str:
     """The first half of publish_partition: check and write `df` into a staging folder readers
     never see (its name starts with `_`); return that folder for swap_in or discard_staged.
@@ -310,10 +309,9 @@ def stage_partition(df, table: Table, value: str, *, check: Check | None, root: 
     Parquet writer (maxRecordsPerFile, say).
     """
     spark = df.sparkSession
-    run_id = run_id or uuid.uuid4().hex[:12]
     if check is not None:
-        check(df, table, value, run_id=run_id, root=root)
-    staging = staging_path(table, value, root, run_id)
+        check(df, table, value, ctx)
+    staging = staging_path(table, value, ctx)
     columns = [c for c in df.columns if c != table.partition]
     try:
         df.select(*columns).write.mode("overwrite").options(**(options or {})).parquet(staging)
@@ -324,13 +322,13 @@ def stage_partition(df, table: Table, value: str, *, check: Check | None, root: 
     return staging
 
 
-def staging_path(table: Table, value: str, root: str | None, run_id: str) -> str:
-    return f"{table.path(root)}/_staging_{table.partition}={value}.{run_id}"
+def staging_path(table: Table, value: str, ctx: RunContext) -> str:
+    return f"{table.path(ctx.warehouse)}/_staging_{table.partition}={value}.{ctx.run_id}"
 
 
-def discard_staged(spark, table: Table, value: str, root: str | None, run_id: str) -> None:
+def discard_staged(spark, table: Table, value: str, ctx: RunContext) -> None:
     """Delete what stage_partition wrote for this run (nothing is published)."""
-    delete_path(spark, staging_path(table, value, root, run_id))
+    delete_path(spark, staging_path(table, value, ctx))
 
 
 def write_sidecars(spark, staging: str, sidecar: dict[str, str] | None) -> None:
@@ -341,10 +339,9 @@ def write_sidecars(spark, staging: str, sidecar: dict[str, str] | None) -> None:
         write_bytes(spark, f"{staging}/{name}", text.encode())
 
 
-def swap_in(spark, table: Table, value: str, staging: str, root: str | None = None,
-            run_id: str | None = None) -> str:
+def swap_in(spark, table: Table, value: str, staging: str, ctx: RunContext) -> str:
     """Replace partition `value` by the staged folder (the second half of publish_partition)."""
-    run_id = run_id or uuid.uuid4().hex[:12]
+    root, run_id = ctx.warehouse, ctx.run_id
     final = table.partition_path(value, root)
     trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
     fs, final_path = hadoop_fs(spark, final)
@@ -364,7 +361,7 @@ def swap_in(spark, table: Table, value: str, staging: str, root: str | None = No
     return final
 
 
-def _remove_leftovers(spark, table: Table, value: str, root: str | None) -> None:
+def _remove_leftovers(spark, table: Table, value: str, root: str) -> None:
     """Delete staging and trash folders of this partition left by runs that were killed.
 
     Readers never see them (their names start with `_`), but they would pile up. Called under
@@ -377,12 +374,12 @@ def _remove_leftovers(spark, table: Table, value: str, root: str | None) -> None
             fs.delete(status.getPath(), True)
 
 
-def read_partition(spark, table: Table, value: str, root: str | None = None):
+def read_partition(spark, table: Table, value: str, root: str):
     """A published partition as a DataFrame with the registry's schema (partition column excluded)."""
     return spark.read.schema(table.spark_schema()).parquet(table.partition_path(value, root))
 
 
-def append_records(spark, table: Table, rows: list[dict] | None, value: str, root: str | None = None, df=None):
+def append_records(spark, table: Table, rows: list[dict] | None, value: str, root: str, df=None):
     """Append rows to an append-log table (dq.*) under partition `value`.
 
     Each append is its own Parquet file set in the partition, written to staging and moved in,
@@ -390,7 +387,7 @@ def append_records(spark, table: Table, rows: list[dict] | None, value: str, roo
     """
     if df is None:
         df = spark.createDataFrame(rows or [], schema=table.spark_schema())
-    run = uuid.uuid4().hex[:12]
+    run = uuid.uuid4().hex[:12]  # names this append's files: one run may append twice
     staging = f"{table.path(root)}/_staging_append.{run}"
     df.select(*table.columns).write.mode("overwrite").parquet(staging)
     fs, part_path = hadoop_fs(spark, table.partition_path(value, root))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jobs.core import config
 from jobs.core.errors import OstapError
 
 CDC_COLUMNS = "ods_dt timestamp, ods_seq bigint, ods_type string"
@@ -132,10 +131,11 @@ class Table:
 
         return StructType.fromDDL(self.schema)
 
-    def path(self, root: str | None = None) -> str:
-        return f"{config.warehouse_root(root)}/{self.zone}/{self.name}"
+    def path(self, root: str) -> str:
+        """The table's folder under the warehouse root (a RunContext's `warehouse`)."""
+        return f"{root}/{self.zone}/{self.name}"
 
-    def partition_path(self, value: str, root: str | None = None) -> str:
+    def partition_path(self, value: str, root: str) -> str:
         return f"{self.path(root)}/{self.partition}={value}"
 
 

@@ -155,8 +155,8 @@ def add_arguments(parser) -> None:
                         help="add malformed rows (null key, ods_type 'X', null ods_dt or ods_seq)")
 
 
-def run(args) -> int:
-    out = config.warehouse_root(args.out)
+def run(args, ctx) -> int:
+    out = config.warehouse_root(args.out) if args.out else ctx.warehouse
     scale = args.scale
     days = args.days if args.days is not None else SCALES.get(scale, {}).get("default_days", 14)
     began = time.perf_counter()

@@ -40,10 +40,10 @@ def demo_dates(start: str, days: int, runs: int) -> list[str]:
     return [(last - dt.timedelta(days=i)).isoformat() for i in reversed(range(min(runs, days)))]
 
 
-def run(args) -> int:
+def run(args, ctx) -> int:
     from jobs.generator import generate
 
-    root = config.warehouse_root()
+    root = ctx.warehouse
     if not config.is_local(root):
         raise OstapError(f"the demo writes a local warehouse; OSTAP_WAREHOUSE is {root}")
     if args.days < 1 or args.runs < 1:
@@ -62,4 +62,4 @@ def run(args) -> int:
         return 0
     from jobs.local import pipeline
 
-    return pipeline.run_dates(demo_dates(args.start, args.days, args.runs))
+    return pipeline.run_dates(demo_dates(args.start, args.days, args.runs), root)

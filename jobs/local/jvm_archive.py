@@ -45,7 +45,7 @@ def add_arguments(parser) -> None:
                              "where jobs look for it; $OSTAP_JVM_ARCHIVE overrides both)")
 
 
-def run(args) -> int:
+def run(args, ctx) -> int:
     from jobs.core.spark import jvm_archive_path
 
     out = Path(args.out) if args.out else jvm_archive_path()
@@ -118,6 +118,7 @@ _TRAINING_RUN = textwrap.dedent(f"""
     import shlex
     import sys
     import datetime as dt
+    from jobs.core.run import RunContext
     from jobs.core.spark import DRIVER_JAVA_OPTIONS, get_spark
     from jobs.ods_snapshot.snapshot import build_snapshot
 
@@ -127,7 +128,7 @@ _TRAINING_RUN = textwrap.dedent(f"""
         "spark.ui.enabled": "false"}})
     first = dt.date.fromisoformat("{TRAINING_START}")
     for day, mode in ((first, "full"), (first + dt.timedelta(days=1), "incremental")):
-        result = build_snapshot(spark, "{TRAINING_ENTITY}", str(day), mode=mode)
+        result = build_snapshot(spark, "{TRAINING_ENTITY}", RunContext.create(ds=day), mode=mode)
         print(result.summary(), flush=True)
     gateway = spark.sparkContext._gateway
     spark.stop()

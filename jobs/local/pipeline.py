@@ -64,8 +64,10 @@ def check_snapshot_chain(first_ds: str, env: dict) -> None:
             "success in the UI, or give this run its own OSTAP_AIRFLOW_HOME.")
 
 
-def run_dates(dates: list[str]) -> int:
-    env = airflow_local.airflow_env()
+def run_dates(dates: list[str], root: str | None = None) -> int:
+    """Run the DAGs for `dates` through the embedded Airflow on warehouse `root` (default: the settings')."""
+    root = config.warehouse_root(root)
+    env = airflow_local.airflow_env(warehouse=root)
     # A failed task fails the demo at once instead of waiting for retries.
     env["OSTAP_TASK_RETRIES"] = "0"
     airflow_local.migrate(env)
@@ -81,19 +83,19 @@ def run_dates(dates: list[str]) -> int:
     total = time.monotonic() - started
     print()
     print("published tables (rows per date):")
-    counts = [r for r in catalog.partition_counts() if r[1] in dates]
+    counts = [r for r in catalog.partition_counts(root) if r[1] in dates]
     print(catalog.format_table(["table", "ds", "rows"], counts))
     print()
-    verdicts = report.dq_verdicts(dates)
+    verdicts = report.dq_verdicts(root, dates)
     print("data quality:")
     print(catalog.format_table(["ds", "table", "checks", "failed critical", "failed warning"], verdicts)
           if verdicts else "  no validation results recorded")
     print()
     for ds in dates:
-        path = report.write_run_report(ds, timings=[t for t in timings if t[1] == ds])
+        path = report.write_run_report(root, ds, timings=[t for t in timings if t[1] == ds])
         print(f"run report for {ds}: {path}")
     print(f"pipeline wall time: {total:.1f} s for {len(timings)} DAG runs "
-          f"(warehouse {config.warehouse_root()})")
+          f"(warehouse {root})")
     print(serving_summary(redis_url, airflow_local.redis_dir(env)))
     return 0
 

@@ -200,7 +200,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--stop", action="store_true", help="stop the local server of --dir")
 
 
-def run(args) -> int:
+def run(args, ctx) -> int:
     if args.stop:
         print("stopped" if stop(args.dir) else f"no local redis-server running for {args.dir}")
         return 0

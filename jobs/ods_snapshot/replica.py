@@ -14,7 +14,7 @@ from jobs.ods_snapshot.spec import IDENTIFIER, Spec
 # --- input -------------------------------------------------------------------------------------
 
 
-def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] | None, root: str | None,
+def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] | None, root: str,
                   landed_on: dt.date | None = None):
     """(spec, change rows normalized to typed columns + ods_dt_text/ods_seq_text/load_date, has_load_date,
     day_only).

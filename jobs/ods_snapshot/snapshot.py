@@ -8,10 +8,10 @@ import datetime as dt
 import json
 import logging
 import time
-import uuid
 
 from jobs.core import quality, sqlfiles, storage, tables
 from jobs.core.errors import BadInputError, DataQualityError
+from jobs.core.run import RunContext
 from jobs.ods_snapshot.replica import read_changes, read_replica, with_reject_reasons
 from jobs.ods_snapshot.spec import (
     DEFAULT_MAX_REJECT_SHARE,
@@ -22,7 +22,6 @@ from jobs.ods_snapshot.spec import (
     SnapshotResult,
     Spec,
     key_text,
-    parse_ds,
     view,
 )
 from jobs.ods_snapshot.state import incremental_input, read_state, stage_state, state_info
@@ -59,24 +58,21 @@ def add_arguments(parser) -> None:
                              f"this share of it (default {DEFAULT_STATE_COMPACTION}; 0: every day)")
 
 
-def run(args) -> int:
-    from jobs.core.spark import spark_for
-
-    parse_ds(args.ds)  # refuse a bad date before starting Spark
-    spark = spark_for(args, f"ostap-snapshot-{args.entity}")
+def run(args, ctx: RunContext) -> int:
+    spark = ctx.spark(f"ostap-snapshot-{args.entity}")
     keys = tuple(k.strip() for k in args.key.split(",") if k.strip()) if args.key else None
-    result = build_snapshot(spark, args.entity, args.ds, source=args.source, keys=keys, mode=args.mode,
+    result = build_snapshot(spark, args.entity, ctx, source=args.source, keys=keys, mode=args.mode,
                             on_conflict=args.on_conflict, max_reject_share=args.max_reject_share,
                             state_compaction=args.state_compaction)
     print(result.summary())
     return 0
 
 
-def build_snapshot(spark, entity: str, ds: str, **options) -> SnapshotResult:
-    """Publish ods.<entity> and state.<entity> partition `ds`; return the run's figures.
+def build_snapshot(spark, entity: str, ctx: RunContext, **options) -> SnapshotResult:
+    """Publish ods.<entity> and state.<entity> partition `ctx.ds`; return the run's figures.
 
-    Options: source, keys, mode (auto | full | incremental), on_conflict, max_reject_share, root,
-    run_id, validate, state_compaction (see _build_snapshot). `validate=False` skips the Great
+    Options: source, keys, mode (auto | full | incremental), on_conflict, max_reject_share,
+    validate, state_compaction (see _build_snapshot). `validate=False` skips the Great
     Expectations gate of the ods publish (tests of the dedup semantics only; the job always
     validates). When the run fails, the figures appended to dq.job_metrics are those it
     computed, although nothing was published.
@@ -86,40 +82,39 @@ def build_snapshot(spark, entity: str, ds: str, **options) -> SnapshotResult:
     listed are gone: it then waits for that publish to finish and runs once more, on the new
     partitions, rather than fail on a missing file.
     """
+    ds = ctx.ds
     try:
-        return _build_snapshot(spark, entity, ds, **options)
+        return _build_snapshot(spark, entity, ctx, **options)
     except Exception as exc:
         if not storage.java_error_caused_by(exc, "java.io.FileNotFoundException"):
             raise
-        previous = str(parse_ds(ds) - dt.timedelta(days=1))
+        previous = str(ctx.ds_date - dt.timedelta(days=1))
         note = (f"an input file of {entity} vanished while the run read it (ds={previous} republished meanwhile?); "
                 f"ran again once the publish of ds={previous} was over")
         log.warning("snapshot %s ds=%s: %s", entity, ds, note)
         for zone in ("ods", "state"):
             # Only the publish lock's path matters here: wait while another run holds it.
             table = tables.TABLES.get(f"{zone}.{entity}") or tables.Table(entity, zone, (), "")
-            with storage.publishing(spark, table, previous, options.get("root")):
+            with storage.publishing(spark, table, previous, ctx):
                 pass
-    result = _build_snapshot(spark, entity, ds, **options)
+    result = _build_snapshot(spark, entity, ctx, **options)
     result.notes.append(note)
     return result
 
 
-def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, keys: tuple[str, ...] | None = None,
+def _build_snapshot(spark, entity: str, ctx: RunContext, *, source: str | None = None, keys: tuple[str, ...] | None = None,
                     mode: str = "auto", on_conflict: str = "fail",
-                    max_reject_share: float = DEFAULT_MAX_REJECT_SHARE, root: str | None = None,
-                    run_id: str | None = None, validate: bool = True,
+                    max_reject_share: float = DEFAULT_MAX_REJECT_SHARE, validate: bool = True,
                     state_compaction: float = DEFAULT_STATE_COMPACTION) -> SnapshotResult:
     """One attempt of build_snapshot."""
     started = time.monotonic()
-    day = parse_ds(ds)
+    day, ds, root, run_id = ctx.ds_date, ctx.ds, ctx.warehouse, ctx.run_id
     if on_conflict not in ("fail", "quarantine"):
         raise BadInputError(f"--on-conflict {on_conflict!r}: expected fail or quarantine")
     if not 0 <= max_reject_share <= 1:
         raise BadInputError(f"--max-reject-share {max_reject_share}: expected a share between 0 and 1")
     if not state_compaction >= 0:
         raise BadInputError(f"--state-compaction {state_compaction}: expected a share of 0 or more")
-    run_id = run_id or uuid.uuid4().hex[:12]
     # Unless told to rebuild, read the rows landed on D alone: listing every load_date folder of
     # the replica would cost each day time that grows with its history.
     spec, changes, has_load_date, day_only = read_changes(spark, entity, source, keys, root,
@@ -208,21 +203,21 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
         # failed state write leaves neither published. A run of the same entity and ds beside this
         # one waits on both publish locks (every run takes ods's first) until both are swapped in,
         # then replaces them.
-        with (storage.publishing(spark, spec.ods, ds, root, run_id),
-              storage.publishing(spark, spec.state, ds, root, run_id)):
+        with (storage.publishing(spark, spec.ods, ds, ctx),
+              storage.publishing(spark, spec.state, ds, ctx)):
             try:
                 ods_staging = storage.stage_partition(
-                    ods_df.select(*spec.ods.columns), spec.ods, ds, check=quality.gate if validate else None,
-                    root=root, run_id=run_id,
+                    ods_df.select(*spec.ods.columns), spec.ods, ds, ctx=ctx,
+                    check=quality.gate if validate else None,
                     sidecar={SNAPSHOT_SIDECAR: json.dumps({"run_id": run_id})})
                 base = delta_rows = None
                 if previous_state is not None:
                     state_df, base, delta_rows = previous_state.next_state(spark, spec, state_df, touched_state_rows,
                                                                            state_compaction, root)
-                state_staging = stage_state(spark, spec, state_df, ds, root, run_id, delta=base is not None)
+                state_staging = stage_state(spark, spec, state_df, ctx, delta=base is not None)
             except BaseException:
-                storage.discard_staged(spark, spec.ods, ds, root, run_id)
-                storage.discard_staged(spark, spec.state, ds, root, run_id)
+                storage.discard_staged(spark, spec.ods, ds, ctx)
+                storage.discard_staged(spark, spec.state, ds, ctx)
                 raise
             untouched_keys = previous_state.add_untouched(result) if previous_state is not None else 0
             result.state_base = base["ds"] if base else ""
@@ -232,8 +227,8 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
                 "run_id": run_id, "base": base, "rows": whole_rows, "partition_rows": delta_rows if base else whole_rows,
                 "deletes": result.deletes_applied,
                 "pending_rows": result.pending_rows, "conflicted_keys": result.conflicts})})
-            storage.swap_in(spark, spec.ods, ds, ods_staging, root=root, run_id=run_id)
-            storage.swap_in(spark, spec.state, ds, state_staging, root=root, run_id=run_id)
+            storage.swap_in(spark, spec.ods, ds, ods_staging, ctx)
+            storage.swap_in(spark, spec.state, ds, state_staging, ctx)
     finally:
         for cached in (ranked, resolved, *(previous_state.cached if previous_state else ())):
             if cached is not None:
@@ -242,7 +237,7 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
     return result
 
 
-def _choose_mode(spark, spec: Spec, mode: str, has_load_date: bool, previous: str, root: str | None):
+def _choose_mode(spark, spec: Spec, mode: str, has_load_date: bool, previous: str, root: str):
     if mode not in ("auto", "full", "incremental"):
         raise BadInputError(f"mode {mode!r}: expected full or incremental")
     if mode == "full":
@@ -297,7 +292,7 @@ def _count_figures(spark, ranked, resolved, result: SnapshotResult) -> None:
 
 # One state row per untouched key: keys with a conflict or a pending row are always touched.
 
-def _write_rejects(spark, spec: Spec, ranked, ds: str, run_id: str, root: str | None) -> None:
+def _write_rejects(spark, spec: Spec, ranked, ds: str, run_id: str, root: str) -> None:
     from pyspark.sql import functions as F
 
     as_read = [*spec.payload, F.coalesce("ods_dt_text", F.col("ods_dt").cast("string")).alias("ods_dt"),
@@ -309,7 +304,7 @@ def _write_rejects(spark, spec: Spec, ranked, ds: str, run_id: str, root: str | 
     storage.append_records(spark, tables.TABLES["dq.rejects"], None, ds, root=root, df=rejects)
 
 
-def _write_conflicts(spark, spec: Spec, resolved, ranked, ds: str, run_id: str, root: str | None) -> list[dict]:
+def _write_conflicts(spark, spec: Spec, resolved, ranked, ds: str, run_id: str, root: str) -> list[dict]:
     """Append every distinct change at the winning position of a conflicted key; return the first keys."""
     from pyspark.sql import functions as F
 
@@ -327,7 +322,7 @@ def _write_conflicts(spark, spec: Spec, resolved, ranked, ds: str, run_id: str, 
     return [row.asDict() for row in first]
 
 
-def _finish(spark, result: SnapshotResult, started: float, root: str | None) -> None:
+def _finish(spark, result: SnapshotResult, started: float, root: str) -> None:
     result.seconds = round(time.monotonic() - started, 3)
     record = {
         "job": "snapshot", "entity": result.entity, "mode": result.mode, "rows_read": result.rows_read,

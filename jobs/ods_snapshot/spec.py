@@ -3,13 +3,11 @@ limits the job, the replica reader and the state layout share."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
 
 from jobs.core import storage, tables
-from jobs.core.errors import BadInputError
 
 DEFAULT_MAX_REJECT_SHARE = 0.001
 # A state partition names its run and its base when it is a delta (see the state layout in
@@ -99,7 +97,7 @@ def observed(observation, *names: str) -> dict:
     return observation.get
 
 
-def sidecar(spark, table: tables.Table, ds: str, name: str, root: str | None) -> dict | None:
+def sidecar(spark, table: tables.Table, ds: str, name: str, root: str) -> dict | None:
     """The JSON sidecar `name` of partition ds of `table`, None when it has none."""
     text = storage.read_text(spark, f"{table.partition_path(ds, root)}/{name}")
     return json.loads(text) if text else None
@@ -107,12 +105,3 @@ def sidecar(spark, table: tables.Table, ds: str, name: str, root: str | None) ->
 
 def key_text(key: dict) -> str:
     return ",".join(f"{k}={v}" for k, v in key.items())
-
-
-def parse_ds(ds: str) -> dt.date:
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", ds or ""):
-            raise ValueError
-        return dt.date.fromisoformat(ds)
-    except ValueError:
-        raise BadInputError(f"--ds {ds!r}: expected a date YYYY-MM-DD") from None

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobs.core import quality, storage, tables
+from jobs.core.run import RunContext
 from jobs.ods_snapshot.spec import (
     DELTA_FILE_ROWS,
     DELTA_OPEN_COST,
@@ -20,7 +21,7 @@ from jobs.ods_snapshot.spec import (
 )
 
 
-def stage_state(spark, spec: Spec, state_df, ds: str, root: str | None, run_id: str, delta: bool) -> str:
+def stage_state(spark, spec: Spec, state_df, ctx: RunContext, delta: bool) -> str:
     """Stage state partition ds; a delta spread over files small enough to share out.
 
     A delta carries the rows of yesterday's delta whose keys today left alone, read from its
@@ -31,11 +32,11 @@ def stage_state(spark, spec: Spec, state_df, ds: str, root: str | None, run_id: 
     next compaction. Files of at most DELTA_FILE_ROWS rows, packed by their real size, spread it.
     """
     if not delta:
-        return storage.stage_partition(state_df, spec.state, ds, check=quality.gate, root=root, run_id=run_id)
+        return storage.stage_partition(state_df, spec.state, ctx.ds, ctx=ctx, check=quality.gate)
     from jobs.core.spark import session_settings
 
     with session_settings(spark, {"spark.sql.files.openCostInBytes": str(DELTA_OPEN_COST)}):
-        return storage.stage_partition(state_df, spec.state, ds, check=quality.gate, root=root, run_id=run_id,
+        return storage.stage_partition(state_df, spec.state, ctx.ds, ctx=ctx, check=quality.gate,
                                        options={"maxRecordsPerFile": str(DELTA_FILE_ROWS)})
 
 
@@ -92,7 +93,7 @@ class PreviousState:
         """Add the untouched keys' figures by a pass of their own (failed runs publish nothing)."""
         add_figures_of_untouched(self.untouched.selectExpr(*UNTOUCHED_FIGURES).first().asDict(), result)
 
-    def next_state(self, spark, spec: Spec, todays, todays_rows: int, compaction: float, root: str | None):
+    def next_state(self, spark, spec: Spec, todays, todays_rows: int, compaction: float, root: str):
         """(state rows to publish for D, the base they are a delta on or None when written whole,
         the rows of that delta or None).
 
@@ -120,13 +121,13 @@ class PreviousState:
         return todays, self.base, todays_rows + carried_rows
 
 
-def state_info(spark, spec: Spec, ds: str, root: str | None) -> dict | None:
+def state_info(spark, spec: Spec, ds: str, root: str) -> dict | None:
     """The sidecar of state partition ds ({"run_id", "base", "rows", "partition_rows", "deletes",
     "pending_rows", "conflicted_keys"}; older ones lack some), None when it has none."""
     return sidecar(spark, spec.state, ds, STATE_SIDECAR, root)
 
 
-def read_state(spark, entity: str, ds: str, root: str | None = None, table: tables.Table | None = None):
+def read_state(spark, entity: str, ds: str, root: str, table: tables.Table | None = None):
     """The whole state.<entity> of ds: a delta partition overrides its base key by key."""
     from pyspark.sql import functions as F
 
@@ -140,7 +141,7 @@ def read_state(spark, entity: str, ds: str, root: str | None = None, table: tabl
     return base_rows.join(F.broadcast(rows.select(*keys)), keys, "left_anti").unionByName(rows)
 
 
-def incremental_input(spark, spec: Spec, checked, previous: str, root: str | None) -> PreviousState:
+def incremental_input(spark, spec: Spec, checked, previous: str, root: str) -> PreviousState:
     """The rows to rank (those read now plus the state rows of the keys they touch) and the
     rows of state(D-1) that nothing touched.
 
@@ -213,7 +214,7 @@ def incremental_input(spark, spec: Spec, checked, previous: str, root: str | Non
                           delta_touched=delta_touched)
 
 
-def snapshot_run(spark, spec: Spec, ds: str, root: str | None) -> str | None:
+def snapshot_run(spark, spec: Spec, ds: str, root: str) -> str | None:
     """The run that wrote ods partition ds (None: unknown or not published)."""
     if not storage.path_exists(spark, f"{spec.ods.partition_path(ds, root)}/_SUCCESS"):
         return None

@@ -9,10 +9,10 @@ import json
 import logging
 import pickle
 import time
-import uuid
 
-from jobs.core import abtest, config, quality, sqlfiles, storage
+from jobs.core import abtest, quality, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
+from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
 from jobs.recommendations import synthetic_market
 from jobs.recommendations.filters import FilterConfig
@@ -59,13 +59,6 @@ def add_arguments(parser) -> None:
     generic.add_argument("--exclude-seen", action="store_true", help="never recommend what a user already saw")
 
 
-def parse_ds(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"--ds {value!r}: expected a date as YYYY-MM-DD") from None
-
-
 def _check_args(args) -> None:
     if args.k < 1 or args.leads_k < 0:
         raise BadInputError(f"--k must be >= 1 and --leads-k >= 0, got {args.k} and {args.leads_k}")
@@ -92,17 +85,18 @@ def filter_config(args) -> FilterConfig:
 # Inputs
 # ----------------------------------------------------------------------------------------------
 
-def _read_ods(spark, entity: str, ds: str):
-    table = TABLES[f"ods.{entity}"]
-    if ds not in storage.list_partitions(spark, table):
+def _read_ods(spark, entity: str, ctx: RunContext):
+    table, ds = TABLES[f"ods.{entity}"], ctx.ds
+    if ds not in storage.list_partitions(spark, table, ctx.warehouse):
         raise BadInputError(f"{table.qualified} has no published partition ds={ds} "
-                            f"(at {table.path()}); run `ostap snapshot --ds {ds}` first")
-    return storage.read_partition(spark, table, ds)
+                            f"(at {table.path(ctx.warehouse)}); run `ostap snapshot --ds {ds}` first")
+    return storage.read_partition(spark, table, ds, ctx.warehouse)
 
 
-def read_agency_inputs(spark, ds: str, eval_days: int) -> dict:
-    """pandas frames of the ods snapshots of ds, the event log, and vacancy as of the split day."""
-    frames = {entity: _read_ods(spark, entity, ds) for entity in AGENCY_INPUTS}
+def read_agency_inputs(spark, ctx: RunContext, eval_days: int) -> dict:
+    """pandas frames of the ods snapshots of ctx.ds, the event log, and vacancy as of the split day."""
+    ds = ctx.ds
+    frames = {entity: _read_ods(spark, entity, ctx) for entity in AGENCY_INPUTS}
     events = agency_events(spark, frames, ds)
     tenants = frames["tenants"].select("client_id", "business_types", "districts", "river_bank", "scale",
                                        "area_min", "area_max", "budget", "manager_id").toPandas()
@@ -111,10 +105,10 @@ def read_agency_inputs(spark, ds: str, eval_days: int) -> dict:
     managers = frames["managers"].select("manager_id", "fired").toPandas()
     _refuse_null_keys(tenants, "ods.tenants", "client_id")
     _refuse_null_keys(premises, "ods.premises", "premise_id")
-    split_day = (parse_ds(ds) - dt.timedelta(days=eval_days)).isoformat()
+    split_day = (ctx.ds_date - dt.timedelta(days=eval_days)).isoformat()
     vacant_at_split = None
-    if split_day in storage.list_partitions(spark, TABLES["ods.premises"]):
-        at_split = storage.read_partition(spark, TABLES["ods.premises"], split_day).select(
+    if split_day in storage.list_partitions(spark, TABLES["ods.premises"], ctx.warehouse):
+        at_split = storage.read_partition(spark, TABLES["ods.premises"], split_day, ctx.warehouse).select(
             "premise_id", "vacant").toPandas()
         vacant_at_split = at_split.set_index("premise_id")["vacant"].eq(True)
     return {"tenants": tenants, "premises": premises, "managers": managers, "events": events,
@@ -204,15 +198,16 @@ def read_generic_inputs(spark, args) -> dict:
     return {"events": events, "users": users, "items": items}
 
 
-def publish_synthetic_market(spark, ds: str, **market_args) -> dict:
+def publish_synthetic_market(spark, ctx: RunContext, **market_args) -> dict:
     """Generate jobs.recommendations.synthetic_market.synthetic_market(**market_args) and publish its
     frames as the ods snapshots of ds (tests and bench/recommend.py run the job's own read path on them). Returns
     the market (frames plus its hidden utility)."""
     market = synthetic_market.synthetic_market(**market_args)
     for entity in AGENCY_INPUTS:
         table = TABLES[f"ods.{entity}"]
-        frame = _as_ods(market[entity], ds)[table.columns]
-        storage.publish_partition(spark.createDataFrame(frame, schema=table.spark_schema()), table, ds, check=None)
+        frame = _as_ods(market[entity], ctx.ds)[table.columns]
+        storage.publish_partition(spark.createDataFrame(frame, schema=table.spark_schema()), table, ctx.ds,
+                                  ctx=ctx, check=None)
     return market
 
 
@@ -229,30 +224,31 @@ def _to_spark(spark, frame, table_name: str, extra_columns=()):
     return spark.createDataFrame(frame[columns], schema=schema)
 
 
-def publish(spark, result: RecResult, ds: str, treatment_share: int, run_id: str) -> dict:
+def publish(spark, result: RecResult, ctx: RunContext, treatment_share: int) -> dict:
+    ds = ctx.ds
     recs = _to_spark(spark, result.recommendations, "marts.recommendations", extra_columns=("arm",))
     recs = recs.withColumn("arm", abtest.arm_column("user_id", treatment_share))
     recs = recs.select(*TABLES["marts.recommendations"].columns)
-    paths = {"recommendations": storage.publish_partition(recs, TABLES["marts.recommendations"], ds, check=quality.gate,
-                                                         run_id=run_id)}
+    paths = {"recommendations": storage.publish_partition(recs, TABLES["marts.recommendations"], ds, ctx=ctx,
+                                                         check=quality.gate)}
     if result.metrics.get("mode") == "agency":  # leads are premises' tenants: not a generic-log notion
         leads = _to_spark(spark, result.leads, "marts.premise_leads")
-        paths["premise_leads"] = storage.publish_partition(leads, TABLES["marts.premise_leads"], ds, check=quality.gate,
-                                                            run_id=run_id)
+        paths["premise_leads"] = storage.publish_partition(leads, TABLES["marts.premise_leads"], ds, ctx=ctx,
+                                                            check=quality.gate)
     evaluation = _to_spark(spark, result.evaluation, "marts.rec_eval")
-    paths["rec_eval"] = storage.publish_partition(evaluation, TABLES["marts.rec_eval"], ds, check=quality.gate,
-                                                   run_id=run_id)
+    paths["rec_eval"] = storage.publish_partition(evaluation, TABLES["marts.rec_eval"], ds, ctx=ctx,
+                                                   check=quality.gate)
     return paths
 
 
-def model_dir(ds: str, root: str | None = None) -> str:
-    return f"{config.warehouse_root(root)}/models/recommend/ds={ds}"
+def model_dir(ds: str, root: str) -> str:
+    return f"{root}/models/recommend/ds={ds}"
 
 
-def save_model(spark, result: RecResult, ds: str, run_id: str) -> str:
+def save_model(spark, result: RecResult, ctx: RunContext) -> str:
     """model.pkl and metrics.json into models/recommend/ds=D, staged and swapped in like a partition."""
-    final = model_dir(ds)
-    staging = f"{config.warehouse_root()}/models/recommend/_staging_ds={ds}.{run_id}"
+    final = model_dir(ctx.ds, ctx.warehouse)
+    staging = f"{ctx.warehouse}/models/recommend/_staging_ds={ctx.ds}.{ctx.run_id}"
     jvm = spark._jvm
     conf = spark._jsc.hadoopConfiguration()
     final_path, staging_path = jvm.org.apache.hadoop.fs.Path(final), jvm.org.apache.hadoop.fs.Path(staging)
@@ -276,76 +272,71 @@ def _json_default(value):
     return str(value)
 
 
-def _record_metrics(spark, result: RecResult, ds: str, mode: str, seconds: float, run_id: str) -> None:
+def _record_metrics(spark, result: RecResult, ctx: RunContext, mode: str, seconds: float) -> None:
     row = {"job": "recommend", "entity": "recommendations", "mode": mode,
            "rows_read": int(result.metrics.get("events", 0)), "live_keys": int(result.metrics.get("users", 0)),
            "deletes_applied": 0, "duplicates_collapsed": 0, "conflicts": 0, "rejects": 0,
-           "seconds": float(seconds), "run_id": run_id,
+           "seconds": float(seconds), "run_id": ctx.run_id,
            "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
-    storage.append_records(spark, TABLES["dq.job_metrics"], [row], ds)
+    storage.append_records(spark, TABLES["dq.job_metrics"], [row], ctx.ds, ctx.warehouse)
 
 
 # ----------------------------------------------------------------------------------------------
 # Entry points
 # ----------------------------------------------------------------------------------------------
 
-def run_agency(spark, ds: str, *, k: int = 10, leads_k: int = 10, treatment_share: int = 50, eval_days: int = 30,
+def run_agency(spark, ctx: RunContext, *, k: int = 10, leads_k: int = 10, treatment_share: int = 50, eval_days: int = 30,
                filters: FilterConfig | None = None, model: ModelConfig | None = None,
-               block_size: int = 1024, run_id: str | None = None,
-               reference_scorers: dict | None = None) -> RecResult:
+               block_size: int = 1024, reference_scorers: dict | None = None) -> RecResult:
     """`reference_scorers`: see jobs.recommendations.recommender.recommend_frames (the benchmark's oracle)."""
     filters = filters or FilterConfig()
     model = model or ModelConfig()
-    run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
-    inputs = read_agency_inputs(spark, ds, eval_days)
+    inputs = read_agency_inputs(spark, ctx, eval_days)
     timings = {"read_s": time.perf_counter() - started}
     result = recommend_agency(
         tenants=inputs["tenants"], premises=inputs["premises"], managers=inputs["managers"],
-        events=inputs["events"], ds=ds, k=k, leads_k=leads_k, filter_config=filters, model_config=model,
+        events=inputs["events"], ds=ctx.ds, k=k, leads_k=leads_k, filter_config=filters, model_config=model,
         eval_days=eval_days, vacant_at_split=inputs["vacant_at_split"], block_size=block_size, timings=timings,
         reference_scorers=reference_scorers)
-    return _finish(spark, result, ds, "agency", treatment_share, run_id, started)
+    return _finish(spark, result, ctx, "agency", treatment_share, started)
 
 
-def run_generic(spark, ds: str, *, events, users=None, items=None, k: int = 10, exclude_seen: bool = False,
+def run_generic(spark, ctx: RunContext, *, events, users=None, items=None, k: int = 10, exclude_seen: bool = False,
                 treatment_share: int = 50, eval_days: int = 30, model: ModelConfig | None = None,
-                block_size: int = 1024, run_id: str | None = None) -> RecResult:
+                block_size: int = 1024) -> RecResult:
     model = model or ModelConfig()
-    run_id = run_id or uuid.uuid4().hex[:12]
     started = time.perf_counter()
     if events.empty:
         raise BadInputError("--interactions: the log has no rows")
-    result = recommend_generic(events=events, users=users, items=items, ds=ds, k=k, exclude_seen=exclude_seen,
+    result = recommend_generic(events=events, users=users, items=items, ds=ctx.ds, k=k, exclude_seen=exclude_seen,
                                model_config=model, eval_days=eval_days, block_size=block_size)
-    return _finish(spark, result, ds, "generic", treatment_share, run_id, started)
+    return _finish(spark, result, ctx, "generic", treatment_share, started)
 
 
-def _finish(spark, result, ds, mode, treatment_share, run_id, started) -> RecResult:
+def _finish(spark, result, ctx: RunContext, mode, treatment_share, started) -> RecResult:
     result.metrics["treatment_share"] = treatment_share
-    result.metrics["run_id"] = run_id
+    result.metrics["run_id"] = ctx.run_id
     publishing = time.perf_counter()
-    publish(spark, result, ds, treatment_share, run_id)
+    publish(spark, result, ctx, treatment_share)
     result.metrics["timings_s"]["publish_s"] = round(time.perf_counter() - publishing, 3)
-    result.metrics["model_dir"] = save_model(spark, result, ds, run_id)
+    result.metrics["model_dir"] = save_model(spark, result, ctx)
     seconds = time.perf_counter() - started
-    _record_metrics(spark, result, ds, mode, seconds, run_id)
+    _record_metrics(spark, result, ctx, mode, seconds)
     return result
 
 
-def run(args) -> int:
-    ds = parse_ds(args.ds).isoformat()
+def run(args, ctx: RunContext) -> int:
+    ds = ctx.ds
     _check_args(args)
-    from jobs.core.spark import spark_for
-
-    spark = spark_for(args, "ostap-recommend")
+    spark = ctx.spark("ostap-recommend")
     common = {"k": args.k, "treatment_share": args.treatment_share, "eval_days": args.eval_days,
               "model": model_config(args), "block_size": args.block_size}
     if args.interactions:
         inputs = read_generic_inputs(spark, args)
-        result = run_generic(spark, ds, exclude_seen=args.exclude_seen, **inputs, **common)
+        result = run_generic(spark, ctx, exclude_seen=args.exclude_seen, **inputs, **common)
     else:
-        result = run_agency(spark, ds, leads_k=args.leads_k, filters=filter_config(args), **common)
+        result = run_agency(spark, ctx, leads_k=args.leads_k, filters=filter_config(args), **common)
     metrics = result.metrics
     summary = []
     for name in MODELS:

@@ -9,13 +9,13 @@ import json
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
 
 import pandas as pd
 
 from jobs.core import config, quality, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
+from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
 from jobs.sales_forecast.forecast_models import (
     MODEL_ORDER,
@@ -57,13 +57,6 @@ def add_arguments(parser) -> None:
 
 # ---------------------------------------------------------------- options
 
-def parse_ds(value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"--ds {value!r}: expected a date YYYY-MM-DD") from None
-
-
 def settings_from_args(args) -> ForecastSettings:
     if args.horizon < 1:
         raise BadInputError(f"--horizon {args.horizon}: must be at least 1 month")
@@ -87,7 +80,7 @@ def settings_from_args(args) -> ForecastSettings:
 
 # ---------------------------------------------------------------- input
 
-def load_sales(spark, ds: str, path: str | None = None):
+def load_sales(spark, ctx: RunContext, path: str | None = None):
     """Typed sales rows (store_id int, sale_date date, sales double) and the source's name."""
     if path:
         source = path
@@ -99,12 +92,12 @@ def load_sales(spark, ds: str, path: str | None = None):
         if "date" in raw.columns and "sale_date" not in raw.columns:
             raw = raw.withColumnRenamed("date", "sale_date")
     else:
-        table = TABLES["ods.sales"]
+        table, ds = TABLES["ods.sales"], ctx.ds
         source = table.qualified
-        if not storage.path_exists(spark, table.partition_path(ds)):
-            raise OstapError(f"{source}: partition ds={ds} not found at {table.partition_path(ds)}; "
+        if not storage.path_exists(spark, table.partition_path(ds, ctx.warehouse)):
+            raise OstapError(f"{source}: partition ds={ds} not found at {table.partition_path(ds, ctx.warehouse)}; "
                              "run `ostap snapshot --entity sales` for that date or pass --sales PATH")
-        raw = storage.read_partition(spark, table, ds)
+        raw = storage.read_partition(spark, table, ds, ctx.warehouse)
     missing = [c for c in ("store_id", "sale_date", "sales") if c not in raw.columns]
     if missing:
         shown = ["date" if c == "sale_date" else c for c in missing]
@@ -187,9 +180,9 @@ def _pct(value) -> str:
     return "n/a" if value is None or pd.isna(value) else f"{100 * float(value):.1f}%"
 
 
-def write_report(run: ForecastRun, ds: str, plot_stores: int, extra: dict) -> str | None:
+def write_report(run: ForecastRun, ctx: RunContext, plot_stores: int, extra: dict) -> str | None:
     """PNG plots and a JSON summary under {warehouse}/reports/forecast/ds=D/ (local warehouses)."""
-    root = config.warehouse_root()
+    root, ds = ctx.warehouse, ctx.ds
     if not config.is_local(root):
         log.info("warehouse %s is not local: plots skipped", root)
         return None
@@ -250,28 +243,24 @@ def write_report(run: ForecastRun, ds: str, plot_stores: int, extra: dict) -> st
 
 # ---------------------------------------------------------------- the command
 
-def run(args) -> int:
-    ds_date = parse_ds(args.ds)
-    ds = ds_date.isoformat()
+def run(args, ctx: RunContext) -> int:
+    ds, run_id = ctx.ds, ctx.run_id
     settings = settings_from_args(args)
-    from jobs.core.spark import spark_for
-
-    spark = spark_for(args, "ostap-forecast")
-    run_id = uuid.uuid4().hex[:12]
+    spark = ctx.spark("ostap-forecast")
     started = time.perf_counter()
-    sales, source = load_sales(spark, ds, args.sales)
-    fitted = fit_stores(spark, sales, ds_date, settings, args.ambition, args.partitions)
+    sales, source = load_sales(spark, ctx, args.sales)
+    fitted = fit_stores(spark, sales, ctx.ds_date, settings, args.ambition, args.partitions)
     try:
         for name in OUTPUTS:
             published = time.perf_counter()
-            storage.publish_partition(fitted.tables[name], TABLES[name], ds, check=quality.gate, run_id=run_id)
+            storage.publish_partition(fitted.tables[name], TABLES[name], ds, ctx=ctx, check=quality.gate)
             log.info("published %s ds=%s in %.1f s", name, ds, time.perf_counter() - published)
         counts = _store_counts(fitted)
         for line in _fallback_lines(fitted, settings):
             log.info(line)
         for line in report_lines(fitted):
             print(line)
-        folder = write_report(fitted, ds, args.plot_stores,
+        folder = write_report(fitted, ctx, args.plot_stores,
                               {"source": source, "run_id": run_id, "horizon": settings.horizon,
                                "origins": settings.origins, "ambition": args.ambition, **counts})
         seconds = time.perf_counter() - started
@@ -281,7 +270,7 @@ def run(args) -> int:
             "duplicates_collapsed": 0, "conflicts": 0, "rejects": counts["stores_skipped"],
             "seconds": round(seconds, 3), "run_id": run_id,
             "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-        }], ds)
+        }], ds, ctx.warehouse)
         print(f"forecast ds={ds}: {counts['stores_forecast']} stores forecast, {counts['stores_skipped']} "
               f"without history, published {', '.join(OUTPUTS)} in {seconds:.1f} s"
               + (f"; plots in {folder}" if folder else ""))

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import time
-import uuid
 
 from jobs.core import pii, quality, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
+from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
 
 HELP = "scoring targets: contracts linked to a hashed phone (client's, else latest prior application's)"
@@ -33,16 +32,7 @@ def add_arguments(parser) -> None:
                              f"(default {DEFAULT_OUTCOME_WINDOW_DAYS})")
 
 
-def parse_ds(value: str) -> dt.date:
-    try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            raise ValueError(value)
-        return dt.date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise BadInputError(f"--ds {value!r}: expected a date as YYYY-MM-DD, e.g. --ds 2024-06-30") from None
-
-
-def _read_input(spark, name: str, ds: str, root: str | None):
+def _read_input(spark, name: str, ds: str, root: str):
     table = TABLES[name]
     if not storage.path_exists(spark, f"{table.partition_path(ds, root)}/_SUCCESS"):
         entity = table.name
@@ -52,8 +42,7 @@ def _read_input(spark, name: str, ds: str, root: str | None):
     return storage.read_partition(spark, table, ds, root)
 
 
-def link_contracts(spark, ds: str, outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS,
-                   root: str | None = None):
+def link_contracts(spark, ctx: RunContext, outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS):
     """Every observable contract with its normalised phone (NULL when none) and phone_source.
 
     Columns: contract_id, client_id, sign_date, target, client_in_snapshot, has_client_phone,
@@ -63,9 +52,8 @@ def link_contracts(spark, ds: str, outcome_window_days: int = DEFAULT_OUTCOME_WI
 
     if outcome_window_days < 0:
         raise BadInputError(f"--outcome-window-days {outcome_window_days}: must be 0 or more")
-    ds = parse_ds(ds).isoformat()
-    last_sign_date = dt.date.fromisoformat(ds) - dt.timedelta(days=outcome_window_days)
-    contracts, clients, applications = (_read_input(spark, name, ds, root) for name in INPUTS)
+    last_sign_date = ctx.ds_date - dt.timedelta(days=outcome_window_days)
+    contracts, clients, applications = (_read_input(spark, name, ctx.ds, ctx.warehouse) for name in INPUTS)
 
     contracts.select("contract_id", "client_id", "sign_date", "bad_flag") \
         .createOrReplaceTempView("targets_contracts")
@@ -112,25 +100,22 @@ def format_figures(ds: str, figures: dict) -> str:
     return f"targets ds={ds}: " + " ".join(parts)
 
 
-def build_and_publish(spark, ds: str, outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS,
-                      root: str | None = None, run_id: str | None = None) -> dict:
-    """Build both outputs for ds, publish them, return the recovery figures."""
+def build_and_publish(spark, ctx: RunContext, outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS) -> dict:
+    """Build both outputs for ctx.ds, publish them, return the recovery figures."""
     started = time.monotonic()
-    run_id = run_id or uuid.uuid4().hex[:12]
-    ds = parse_ds(ds).isoformat()
+    ds = ctx.ds
     key = pii.pii_key()  # fail before any Spark work when the key is missing
-    linked = link_contracts(spark, ds, outcome_window_days, root).cache()
+    linked = link_contracts(spark, ctx, outcome_window_days).cache()
     try:
         figures = recovery_figures(linked)
         _check_targets(linked, figures)
         if figures["contracts_without_client"]:
             log.info("%d observable contracts have no client in ods.clients ds=%s (deleted in the source): "
                      "their phones come from applications", figures["contracts_without_client"], ds)
-        storage.publish_partition(hashed_targets(linked, key), TARGETS, ds, check=quality.gate, root=root,
-                                  run_id=run_id)
+        storage.publish_partition(hashed_targets(linked, key), TARGETS, ds, ctx=ctx, check=quality.gate)
         recovery = spark.createDataFrame([tuple(figures[c] for c in RECOVERY_FIGURES)],
                                          RECOVERY.spark_schema())
-        storage.publish_partition(recovery, RECOVERY, ds, check=quality.gate, root=root, run_id=run_id)
+        storage.publish_partition(recovery, RECOVERY, ds, ctx=ctx, check=quality.gate)
     finally:
         linked.unpersist()
     kept = figures["phones_from_clients"] + figures["phones_from_applications"]
@@ -139,19 +124,16 @@ def build_and_publish(spark, ds: str, outcome_window_days: int = DEFAULT_OUTCOME
         "rows_read": figures["contracts"], "live_keys": kept,
         "deletes_applied": None, "duplicates_collapsed": None, "conflicts": None,
         "rejects": figures["contracts_without_phone"],
-        "seconds": round(time.monotonic() - started, 3), "run_id": run_id,
+        "seconds": round(time.monotonic() - started, 3), "run_id": ctx.run_id,
         "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-    }], ds, root=root)
+    }], ds, ctx.warehouse)
     return {name: figures[name] for name in RECOVERY_FIGURES} | {
         "contracts_without_client": figures["contracts_without_client"]}
 
 
-def run(args) -> int:
-    from jobs.core.spark import spark_for
-
-    ds = parse_ds(args.ds).isoformat()
+def run(args, ctx: RunContext) -> int:
     pii.pii_key()  # a missing key is reported before Spark starts
-    spark = spark_for(args, "ostap-targets")
-    figures = build_and_publish(spark, ds, args.outcome_window_days)
-    print(format_figures(ds, figures))
+    spark = ctx.spark("ostap-targets")
+    figures = build_and_publish(spark, ctx, args.outcome_window_days)
+    print(format_figures(ctx.ds, figures))
     return 0

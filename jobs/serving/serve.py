@@ -20,6 +20,7 @@ from pathlib import Path
 
 from jobs.core import abtest, settings
 from jobs.core.errors import OstapError
+from jobs.core.run import RunContext
 from jobs.serving import api, serving
 
 HELP = "serve recommendations over HTTP from Redis; load, roll back and inspect served versions"
@@ -53,19 +54,19 @@ def default_log_path() -> Path:
     return Path(settings.SERVE_LOG.get() or Path.cwd() / ".serve" / "answers.jsonl")
 
 
-def run(args) -> int:
+def run(args, ctx: RunContext) -> int:
     action = args.action
     if action == "load":
         if not args.ds:
             raise OstapError("ostap serve load needs --ds YYYY-MM-DD")
-        version = serving.load_version(args.ds, args.redis, loaded_at=args.loaded_at,
+        version = serving.load_version(ctx, args.redis, loaded_at=args.loaded_at,
                                        treatment_share=args.treatment_share, make_current=args.make_current)
         if version is None:
             current = serving.status(args.redis, history=1)
-            print(json.dumps({"version": None, "ds": args.ds, "current": current["current"],
+            print(json.dumps({"version": None, "ds": ctx.ds, "current": current["current"],
                               "note": "older than the current version's date: not loaded (--make-current serves it)"}))
             return 0
-        print(json.dumps({"version": version, "ds": args.ds}))
+        print(json.dumps({"version": version, "ds": ctx.ds}))
         return 0
     if action == "rollback":
         print(json.dumps({"version": serving.rollback(args.redis)}))

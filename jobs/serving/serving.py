@@ -15,6 +15,7 @@ import pandas as pd
 
 from jobs.core import abtest, config, settings
 from jobs.core.errors import BadInputError, DataQualityError, OstapError
+from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def _unavailable(url: str, exc: Exception) -> OstapError:
 # Reading the published marts
 
 
-def _dataset_location(table, ds: str, root: str | None):
+def _dataset_location(table, ds: str, root: str):
     """(pyarrow filesystem, path) of a published partition, or None if it is not published."""
     import pyarrow.fs as pafs
 
@@ -89,7 +90,7 @@ def _dataset_location(table, ds: str, root: str | None):
     return fs, path
 
 
-def read_published(table, ds: str, root: str | None = None, columns: list[str] | None = None):
+def read_published(table, ds: str, root: str, columns: list[str] | None = None):
     """A published partition as pandas (registry columns), or None if ds is not published."""
     import pyarrow.dataset as pads
 
@@ -133,7 +134,7 @@ def popular_list(recs: pd.DataFrame, vacant_ids: set | None = None, size: int = 
                          "score": stats["tenants"].to_numpy(np.float64) / n_users})
 
 
-def _vacant_premises(ds: str, root: str | None) -> set | None:
+def _vacant_premises(ds: str, root: str) -> set | None:
     premises = read_published(PREMISES, ds, root, columns=["premise_id", "vacant"])
     if premises is None:
         return None
@@ -274,25 +275,24 @@ def _prune(client, keep: int) -> list[str]:
     return old
 
 
-def load_version(ds: str, redis_url: str | None = None, root: str | None = None, *,
+def load_version(ctx: RunContext, redis_url: str | None = None, *,
                  loaded_at: str | None = None, treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE,
                  make_current: bool = False) -> str | None:
-    """Load ds's published marts.recommendations and marts.premise_leads into Redis as a new
+    """Load ctx.ds's published marts.recommendations and marts.premise_leads into Redis as a new
     version and make it current. Returns the version id; None when ds is older than the current
     version's date (a backfill), unless `make_current`."""
-    if not _DS.match(str(ds)):
-        raise BadInputError(f"--ds {ds!r}: expected YYYY-MM-DD")
+    ds, root = ctx.ds, ctx.warehouse
     redis_url = redis_url_or_default(redis_url)
     recs = read_published(RECS, ds, root)
     if recs is None:
         raise OstapError(f"{RECS.qualified} has no published partition ds={ds} under "
-                         f"{config.warehouse_root(root)}; run `ostap recommend --ds {ds}` first")
+                         f"{root}; run `ostap recommend --ds {ds}` first")
     leads = read_published(LEADS, ds, root)
     if leads is None:
         log.warning("%s has no published partition ds=%s: no leads in this version", LEADS.qualified, ds)
     popular = popular_list(recs, _vacant_premises(ds, root))
     return load_frames(recs, leads, ds, redis_url, popular=popular, loaded_at=loaded_at,
-                       treatment_share=treatment_share, source=config.warehouse_root(root),
+                       treatment_share=treatment_share, source=root,
                        make_current=make_current)
 
 

@@ -31,11 +31,10 @@ def _has_files(t: tables.Table, root: str) -> bool:
                for name in os.listdir(base))
 
 
-def connect(root: str | None = None, zones: tuple[str, ...] = ("ods", "marts", "dq")):
+def connect(root: str, zones: tuple[str, ...] = ("ods", "marts", "dq")):
     """An in-memory DuckDB connection with one view per table of the given zones."""
     import duckdb
 
-    root = config.warehouse_root(root)
     if not config.is_local(root):
         raise OstapError(f"ostap tables/query read a local warehouse; {root} is remote: "
                          "read it with Spark SQL (see the README)")
@@ -61,7 +60,7 @@ def _duck_type(ddl_type: str) -> str:
     return _DUCKDB_TYPES.get(ddl_type.strip().lower(), "VARCHAR")
 
 
-def partition_counts(root: str | None = None) -> list[tuple[str, str, int]]:
+def partition_counts(root: str) -> list[tuple[str, str, int]]:
     """(table, ds, rows) for every published partition of every ods/marts/dq table."""
     con = connect(root)
     out = []

@@ -18,7 +18,7 @@ def render() -> dict[str, str]:
     return {f"{t.zone}.{t.name}.sql": tables.ddl(t) for t in tables.published_tables()}
 
 
-def run(args) -> int:
+def run(args, ctx) -> int:
     files = render()
     if args.write:
         os.makedirs(args.write, exist_ok=True)

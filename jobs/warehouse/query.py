@@ -14,10 +14,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
 
 
-def run(args) -> int:
+def run(args, ctx) -> int:
     import duckdb
 
-    con = catalog.connect()
+    con = catalog.connect(ctx.warehouse)
     try:
         result = con.execute(args.sql)
     except duckdb.Error as exc:

@@ -12,9 +12,9 @@ from jobs.warehouse import catalog
 from jobs.core import config
 
 
-def dq_verdicts(dates: list[str]) -> list[tuple]:
+def dq_verdicts(root: str, dates: list[str]) -> list[tuple]:
     """(ds, table, checks, failed critical, failed warning) per validated table and date."""
-    con = catalog.connect()
+    con = catalog.connect(root)
     placeholders = ", ".join("?" for _ in dates)
     return con.execute(
         f"""
@@ -38,19 +38,18 @@ def _query(con, sql: str, params: list) -> tuple[list[str], list[tuple]]:
     return [d[0] for d in result.description], result.fetchall()
 
 
-def write_run_report(ds: str, timings: list[tuple[str, str, float]] | None = None) -> str:
-    root = config.local_path(config.warehouse_root())
-    reports = Path(root) / "reports"
+def write_run_report(root: str, ds: str, timings: list[tuple[str, str, float]] | None = None) -> str:
+    reports = Path(config.local_path(root)) / "reports"
     reports.mkdir(parents=True, exist_ok=True)
-    con = catalog.connect()
+    con = catalog.connect(root)
     sections = [f"<h1>ostap run report, ds = {html.escape(ds)}</h1>"]
     if timings:
         sections.append("<h2>DAG runs</h2>" + _html_table(
             ["dag", "ds", "seconds"], [(d, s, f"{sec:.1f}") for d, s, sec in timings]))
-    counts = [(t, n) for t, d, n in catalog.partition_counts() if d == ds]
+    counts = [(t, n) for t, d, n in catalog.partition_counts(root) if d == ds]
     sections.append("<h2>Published tables</h2>" + _html_table(["table", "rows"], counts))
     sections.append("<h2>Data quality</h2>" + _html_table(
-        ["ds", "table", "checks", "failed critical", "failed warning"], dq_verdicts([ds])))
+        ["ds", "table", "checks", "failed critical", "failed warning"], dq_verdicts(root, [ds])))
     failures = _query(con, """SELECT table_name, expectation, column_name, severity, observed_value
                               FROM dq.validation_results WHERE ds = ? AND NOT success ORDER BY 1, 2""", [ds])
     if failures[1]:

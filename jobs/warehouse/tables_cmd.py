@@ -11,8 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--zone", choices=["ods", "marts", "dq"], help="only tables of this zone")
 
 
-def run(args) -> int:
-    rows = [r for r in catalog.partition_counts() if not args.zone or r[0].startswith(args.zone + ".")]
+def run(args, ctx) -> int:
+    rows = [r for r in catalog.partition_counts(ctx.warehouse) if not args.zone or r[0].startswith(args.zone + ".")]
     if not rows:
         print("no published partitions yet (run `ostap demo` or the DAGs first)")
         return 0

@@ -20,27 +20,25 @@ def add_arguments(parser) -> None:
     parser.add_argument("--run-id", help="run id recorded with the results (default: random)")
 
 
-def run(args) -> int:
-    import datetime as dt
+def run(args, ctx) -> int:
+    import dataclasses
 
     from jobs.core import quality, storage
-    from jobs.core.errors import BadInputError, OstapError
-    from jobs.core.spark import spark_for
+    from jobs.core.errors import OstapError
     from jobs.core.tables import table as lookup
 
-    try:
-        ds = dt.date.fromisoformat(args.ds).isoformat()
-    except ValueError:
-        raise BadInputError(f"--ds {args.ds!r}: expected a date YYYY-MM-DD") from None
+    ds, root = ctx.ds, ctx.warehouse
+    if args.run_id:
+        ctx = dataclasses.replace(ctx, run_id=args.run_id)
     if args.row_count_band:
         quality.parse_band(args.row_count_band)  # refuse a malformed band before starting Spark
     target = lookup(args.table)
-    spark = spark_for(args, "ostap-validate")
-    if not storage.path_exists(spark, f"{target.partition_path(ds)}/_SUCCESS"):
+    spark = ctx.spark("ostap-validate")
+    if not storage.path_exists(spark, f"{target.partition_path(ds, root)}/_SUCCESS"):
         raise OstapError(f"{target.qualified} has no published partition ds={ds} "
-                         f"(looked in {target.partition_path(ds)})")
-    frame = storage.read_partition(spark, target, ds)
-    verdict = quality.validate(frame, target, ds, run_id=args.run_id, band=args.row_count_band)
+                         f"(looked in {target.partition_path(ds, root)})")
+    frame = storage.read_partition(spark, target, ds, root)
+    verdict = quality.validate(frame, target, ds, ctx, band=args.row_count_band)
     frame.unpersist()
     print(verdict.summary())
     return 0 if verdict.passed else 1

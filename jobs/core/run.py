@@ -1,0 +1,73 @@
+"""The run context: what one command run knows (its date, run id, warehouse root, Spark master
+and settings). The CLI makes it once from the command line and passes it down; jobs, publishing
+and the quality gate read the root and the run id from it, never from the environment."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import uuid
+from collections.abc import Mapping
+
+from jobs.core import config
+from jobs.core.errors import BadInputError
+
+
+def new_run_id() -> str:
+    """A short random id naming one run in partitions, locks, staging folders and dq records."""
+    return uuid.uuid4().hex[:12]
+
+
+def parse_ds(value: str | dt.date, option: str = "--ds") -> dt.date:
+    """A partition date from YYYY-MM-DD, refused in one line naming the option."""
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value).strip()):
+            raise ValueError
+        return dt.date.fromisoformat(str(value).strip())
+    except ValueError:
+        raise BadInputError(f"{option} {value!r}: expected a date YYYY-MM-DD, e.g. 2024-06-01") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class RunContext:
+    warehouse: str
+    ds_date: dt.date | None = None
+    run_id: str = dataclasses.field(default_factory=new_run_id)
+    master: str | None = None  # None: OSTAP_SPARK_MASTER, or the master spark-submit chose
+    conf: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def create(cls, *, warehouse: str | None = None, ds: str | dt.date | None = None, run_id: str | None = None,
+               master: str | None = None, conf: Mapping[str, str] | None = None) -> RunContext:
+        """A context whose unset parts come from the settings (OSTAP_WAREHOUSE, OSTAP_SPARK_MASTER)."""
+        return cls(warehouse=config.warehouse_root(warehouse),
+                   ds_date=None if ds is None else parse_ds(ds),
+                   run_id=run_id or new_run_id(),
+                   master=master,
+                   conf=dict(conf or {}))
+
+    @classmethod
+    def from_args(cls, args) -> RunContext:
+        """The context of a CLI command: --warehouse, --master, --conf and --ds when it has one."""
+        return cls.create(warehouse=getattr(args, "warehouse", None), ds=getattr(args, "ds", None),
+                          master=getattr(args, "master", None), conf=config.parse_conf(getattr(args, "conf", [])))
+
+    @property
+    def ds(self) -> str:
+        """The run's date as YYYY-MM-DD (the partition value of daily tables)."""
+        if self.ds_date is None:
+            raise BadInputError("this command needs a date: pass --ds YYYY-MM-DD")
+        return self.ds_date.isoformat()
+
+    def on(self, ds: str | dt.date) -> RunContext:
+        """The same run (id, warehouse, Spark) for another date, e.g. a chain of days in one process."""
+        return dataclasses.replace(self, ds_date=parse_ds(ds))
+
+    def spark(self, app_name: str):
+        """The run's SparkSession (created with its master and settings, or the one running)."""
+        from jobs.core.spark import get_spark
+
+        return get_spark(app_name, master=self.master, conf=dict(self.conf), warehouse=self.warehouse)
