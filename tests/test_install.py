@@ -1,5 +1,6 @@
-"""A wheel (non-editable) install carries its SQL and suites: installed into a scratch venv, the
-package runs a small snapshot from a folder far from the repository."""
+"""A wheel (non-editable) install carries its SQL, suites and spark-submit entry point: installed
+into a scratch venv, the package runs a small snapshot from a folder far from the repository, by
+itself and through spark-submit as the DAGs run it."""
 
 from __future__ import annotations
 
@@ -54,3 +55,14 @@ def test_a_non_editable_install_runs_a_snapshot_with_its_packaged_sql_and_suites
     assert read and int(read[2]) > 0, run.stdout
     assert (away / "wh" / "ods" / "stores" / "ds=2024-01-02" / "_SUCCESS").exists()
     assert any((away / "wh" / "dq" / "validation_results").glob("ds=2024-01-02/*.parquet"))  # the suite ran
+
+    # What the DAGs hand to spark-submit ships in the install too, and runs the installed package.
+    app = subprocess.run([str(python), "-c", "from jobs.airflow.dag_defaults import SPARK_APP; print(SPARK_APP)"],
+                         cwd=away, env=env, check=True, capture_output=True, text=True).stdout.strip()
+    assert Path(app) == scratch_site / "jobs" / "bin" / "spark_app.py", app
+    submit = Path(sys.executable).parent / "spark-submit"
+    submitted = subprocess.run([str(submit), "--master", "local[1]", app, "snapshot", "--entity", "managers",
+                                "--ds", "2024-01-02"], cwd=away, env=env, capture_output=True, text=True, timeout=600)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    assert "snapshot managers ds=2024-01-02 full" in submitted.stdout, submitted.stdout[-2000:]
+    assert (away / "wh" / "ods" / "managers" / "ds=2024-01-02" / "_SUCCESS").exists()

@@ -14,8 +14,8 @@ from jinja2 import StrictUndefined
 from jobs.core import config, settings
 from jobs.core.spark import driver_java_options
 
-REPO = Path(__file__).resolve().parents[2]  # the repository root
-SPARK_APP = str(REPO / "bin" / "spark_app.py")
+# Shipped inside the package, so an installed (non-editable) ostap finds it too.
+SPARK_APP = str(Path(__file__).resolve().parents[1] / "bin" / "spark_app.py")
 
 START_DATE = datetime(2024, 1, 1)
 OWNER = "ostap"
