@@ -23,7 +23,8 @@ from jobs.core import storage, tables
 from jobs.core.spark import session_settings
 from jobs.ods_snapshot.snapshot import build_snapshot, read_state
 
-pytestmark = pytest.mark.property
+# 40 random examples (the e2e tier) take about 3 minutes alone, more beside other work.
+pytestmark = [pytest.mark.property, pytest.mark.timeout(900)]
 
 ODS = tables.TABLES["ods.clients"]
 STATE = tables.TABLES["state.clients"]
