@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ctx_for, wh  # noqa: E402
+from helpers import ctx_for, personal_values_in, wh  # noqa: E402
 
 from jobs.core import storage, tables
 from jobs.local import airflow_local, redis_local
@@ -293,6 +293,32 @@ def test_the_targets_backfill_reads_the_backfilled_snapshots_and_equals_the_dail
         for name, rows in backfilled_rows.items():
             daily = sorted(storage.read_partition(spark, tables.TABLES[name], ds, root).collect())
             assert len(rows) > 0 and rows == daily, f"{name} ds={ds}: backfill differs from the daily run"
+
+
+def test_no_personal_value_leaves_the_source_zones(backfilled):
+    """After every DAG ran (marts, dq, models, reports, Data Docs, the Airflow task logs), no name or
+    phone of the sources appears outside raw/, ods/ and state/, in any spelling of the phone."""
+    import pyarrow.dataset as pads
+
+    from jobs.core.pii import normalize_phone
+
+    root = Path(backfilled["root"])
+    names, phones = set(), set()
+    for entity, columns in {"clients": ("full_name", "msisdn"), "applications": ("phone",),
+                            "tenants": ("tenant_name",), "managers": ("manager_name",)}.items():
+        landed = pads.dataset(root / "raw" / entity, format="parquet", partitioning="hive").to_table(columns=columns)
+        for column in columns:
+            values = {v for v in landed.column(column).to_pylist() if v}
+            if column in ("msisdn", "phone"):
+                phones |= {normalize_phone(v) for v in values} - {None}
+            else:
+                names |= values
+    assert len(names) > 50 and len(phones) > 1000  # the sources do hold personal data
+    outside = [p for p in root.iterdir() if p.name not in ("raw", "ods", "state")]
+    assert {p.name for p in outside} >= {"marts", "dq", "models", "reports"}
+    logs = Path(backfilled["home"]) / "logs"
+    assert any(logs.rglob("*.log")), "the Airflow task logs are scanned too"
+    assert personal_values_in([*outside, logs], names, phones) == []
 
 
 def test_the_demo_fails_at_once_instead_of_waiting_on_an_unfinished_earlier_snapshot_run(backfilled):

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import ctx_for, wh  # noqa: E402
 
-from jobs.core import storage, tables
+from jobs.core import pii, storage, tables
 from jobs.core.errors import BadInputError, DataQualityError, OstapError
 from jobs.ods_snapshot import replica
 from jobs.ods_snapshot import snapshot as snapshot_job
@@ -258,7 +258,8 @@ def conflict_rows():
     ]
 
 
-def test_conflict_fails_and_publishes_nothing(spark, warehouse):
+def test_conflict_fails_and_publishes_nothing(spark, warehouse, monkeypatch):
+    monkeypatch.setenv(pii.KEY_ENV, "snapshot-test-key-0123456789")
     write_raw(spark, conflict_rows())
     with pytest.raises(DataQualityError) as err:
         snapshot(spark, "clients", "2024-01-01")
@@ -268,7 +269,9 @@ def test_conflict_fails_and_publishes_nothing(spark, warehouse):
     assert not storage.path_exists(spark, ODS.partition_path("2024-01-01", wh()))
     assert not storage.path_exists(spark, STATE.partition_path("2024-01-01", wh()))
     conflicts = dq_rows(spark, "conflicts", "2024-01-01")
-    assert sorted(json.loads(r["row_json"])["full_name"] for r in conflicts) == ["left", "right"]
+    # Names are personal: dq records keep their keyed hash (tests/test_pii.py).
+    hashed = {pii.hash_phone(name, b"snapshot-test-key-0123456789"): name for name in ("left", "right")}
+    assert sorted(hashed[json.loads(r["row_json"])["full_name"]] for r in conflicts) == ["left", "right"]
     assert {r["key_json"] for r in conflicts} == {'{"client_id":1}'}
     metrics = dq_rows(spark, "job_metrics", "2024-01-01")
     assert [(m["conflicts"], m["live_keys"]) for m in metrics] == [(1, 2)]  # computed, not published

@@ -124,6 +124,37 @@ def hmac_column(column, key: bytes | None = None):
     return phone_hmac(column)
 
 
+def optional_key() -> bytes | None:
+    """The PII key when one is configured, else None (for records that can do without hashes)."""
+    try:
+        return pii_key()
+    except OstapError:
+        return None
+
+
+REDACTED = "<redacted>"
+
+
+def protected_column(column: str, kind: str, key: bytes | None):
+    """Spark Column replacing a personal column's value outside the source zones: the keyed hash
+    (phones normalised first, so it equals the published phone_hash), or REDACTED without a key."""
+    from pyspark.sql import functions as F
+
+    if key is None:
+        return F.when(F.col(column).isNull(), F.lit(None).cast("string")).otherwise(F.lit(REDACTED))
+    if kind == "phone":
+        return phone_hash_column(column, key)
+    return hmac_column(F.col(column).cast("string"), key)
+
+
+def mask(value) -> str:
+    """A personal value as messages and logs may show it: its last two characters at most."""
+    if value is None:
+        return "NULL"
+    text = str(value)
+    return "***" + (text[-2:] if len(text) >= 8 else "")
+
+
 def phone_hash_column(column, key: bytes | None = None):
     """Spark Column: the published phone hash of a raw phone column (normalise, then HMAC)."""
     return hmac_column(normalized_phone(column), key)

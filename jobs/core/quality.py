@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.core import data_docs, settings
+from jobs.core import data_docs, pii, settings
 from jobs.core.errors import DataQualityError, OstapError
 from jobs.core.resources import resource_dir
 from jobs.core.run import RunContext, parse_ds
@@ -309,6 +309,7 @@ def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, recor
         for i, detail in zip(failed, detailed.results, strict=True):
             result.results[i] = detail
 
+    _mask_personal_values(result, table.personal)
     checks = [_check(r, rows, previous, set(frame.columns)) for r in result.results]
     verdict = Verdict(table.qualified, ds, run_id, rows, previous, checks, 0.0,
                       suite=f"expectations/{table.pipeline}/{table.qualified}.json")
@@ -375,6 +376,31 @@ def _observed(result) -> str:
     if "observed_value" in found:
         return f"observed {_fmt(found['observed_value'])}"
     return "ok" if result.success else "failed"
+
+
+def _mask_personal_values(result, personal: dict[str, str]) -> None:
+    """Mask the example values GX kept of personal columns, before they reach dq.validation_results,
+    Data Docs or a message: counts stay, values keep at most their last two characters."""
+    if not personal:
+        return
+    for item in result.results:
+        kwargs = item.expectation_config.kwargs
+        columns = {kwargs.get("column"), kwargs.get("column_A"), kwargs.get("column_B"),
+                   *(kwargs.get("column_list") or [])}
+        found = item.result
+        # A type check observes the column's type, not its values.
+        if not found or not columns & personal.keys() or "_of_type" in item.expectation_config.type:
+            continue
+        for name in ("partial_unexpected_list", "unexpected_list"):
+            if name in found:
+                found[name] = [pii.mask(v) for v in found[name] or []]
+        if "partial_unexpected_counts" in found:
+            found["partial_unexpected_counts"] = [{**c, "value": pii.mask(c.get("value"))}
+                                                  for c in found["partial_unexpected_counts"] or []]
+        for name in ("partial_unexpected_index_list", "unexpected_index_list", "unexpected_index_query", "details"):
+            found.pop(name, None)
+        if "observed_value" in found and not isinstance(found["observed_value"], int | float):
+            found["observed_value"] = pii.mask(found["observed_value"])
 
 
 def _exception_message(info) -> str:

@@ -18,6 +18,17 @@ from dataclasses import dataclass, field
 from jobs.core.errors import OstapError
 
 CDC_COLUMNS = "ods_dt timestamp, ods_seq bigint, ods_type string"
+
+# Personal data of the sources, by entity: column -> kind ("phone" is hashed as the published
+# phone_hash is, after normalisation). These values live only in the source zones (raw, ods,
+# state); anywhere else they appear as their keyed hash, or masked (jobs.core.pii).
+PERSONAL_COLUMNS: dict[str, dict[str, str]] = {
+    "clients": {"full_name": "name", "birth_date": "date", "msisdn": "phone"},
+    "applications": {"phone": "phone"},
+    "tenants": {"tenant_name": "name"},
+    "managers": {"manager_name": "name"},
+}
+SOURCE_ZONES = ("raw", "ods", "state")
 CDC_COLUMN_NAMES = ("ods_dt", "ods_seq", "ods_type")
 
 # Payload of every ODS source entity (what the CRM/replica carries besides the CDC columns).
@@ -103,6 +114,11 @@ class Table:
     description: str = ""
     published: bool = True  # published tables get DDL in sql/ddl and GX suites
     extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def personal(self) -> dict[str, str]:
+        """Personal columns of the table (column -> kind); only source-zone tables have them."""
+        return PERSONAL_COLUMNS.get(self.name, {}) if self.zone in SOURCE_ZONES else {}
 
     @property
     def qualified(self) -> str:

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 
-from jobs.core import quality, sqlfiles, storage, tables
+from jobs.core import pii, quality, sqlfiles, storage, tables
 from jobs.core.errors import BadInputError, DataQualityError
 from jobs.core.run import RunContext
 from jobs.ods_snapshot.replica import read_changes, read_replica, with_reject_reasons
@@ -292,10 +292,23 @@ def _count_figures(spark, ranked, resolved, result: SnapshotResult) -> None:
 
 # One state row per untouched key: keys with a conflict or a pending row are always touched.
 
+def _payload_outside_sources(spec: Spec) -> list:
+    """The payload columns for a dq record: personal ones as their keyed hash (jobs.core.pii)."""
+    from pyspark.sql import functions as F
+
+    personal = tables.PERSONAL_COLUMNS.get(spec.entity, {})
+    key = pii.optional_key() if personal else None
+    if personal and key is None:
+        log.warning("%s: no PII key (%s): personal columns of refused rows are recorded as %s",
+                    spec.entity, pii.KEY_ENV, pii.REDACTED)
+    return [pii.protected_column(c, personal[c], key).alias(c) if c in personal else F.col(c) for c in spec.payload]
+
+
 def _write_rejects(spark, spec: Spec, ranked, ds: str, run_id: str, root: str) -> None:
     from pyspark.sql import functions as F
 
-    as_read = [*spec.payload, F.coalesce("ods_dt_text", F.col("ods_dt").cast("string")).alias("ods_dt"),
+    as_read = [*_payload_outside_sources(spec),
+               F.coalesce("ods_dt_text", F.col("ods_dt").cast("string")).alias("ods_dt"),
                F.coalesce("ods_seq_text", F.col("ods_seq").cast("string")).alias("ods_seq"), "ods_type", "load_date"]
     rejects = ranked.where("row_class = 2").select(
         F.lit(spec.entity).alias("entity"), F.col("reject_reason").alias("reason"),
@@ -315,7 +328,8 @@ def _write_conflicts(spark, spec: Spec, resolved, ranked, ds: str, run_id: str, 
     records = rows.select(
         F.lit(spec.entity).alias("entity"),
         F.to_json(F.struct(*spec.keys)).alias("key_json"), "ods_dt", "ods_seq",
-        F.to_json(F.struct("ods_type", *spec.payload), {"ignoreNullFields": "false"}).alias("row_json"),
+        F.to_json(F.struct("ods_type", *_payload_outside_sources(spec)), {"ignoreNullFields": "false"})
+        .alias("row_json"),
         F.lit(run_id).alias("run_id"))
     storage.append_records(spark, tables.TABLES["dq.conflicts"], None, ds, root=root, df=records)
     first = conflicted.orderBy(*spec.keys).limit(FIRST_KEYS_SHOWN).collect()
