@@ -29,6 +29,9 @@ from jobs.core.errors import OstapError
 from jobs.core.run import RunContext
 from jobs.core.tables import Table
 
+# Every staged partition names the run that wrote it: {"run_id": ..., "staged_at": ...}.
+RUN_SIDECAR = "_RUN.json"
+
 # A quality gate: check(df, table, value, ctx) raises to refuse df (jobs pass quality.gate).
 Check = Callable[[object, Table, str, RunContext], None]
 
@@ -318,7 +321,8 @@ def stage_partition(df, table: Table, value: str, *, ctx: RunContext, check: Che
     finally:
         # A gate caches df so that validation and this write compute it once.
         df.unpersist()
-    write_sidecars(spark, staging, sidecar)
+    write_sidecars(spark, staging, {**(sidecar or {}), RUN_SIDECAR: json.dumps(
+        {"run_id": ctx.run_id, "staged_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})})
     return staging
 
 

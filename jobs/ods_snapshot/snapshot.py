@@ -9,7 +9,7 @@ import json
 import logging
 import time
 
-from jobs.core import pii, quality, sqlfiles, storage, tables
+from jobs.core import pii, quality, runs, sqlfiles, storage, tables
 from jobs.core.errors import BadInputError, DataQualityError
 from jobs.core.run import RunContext
 from jobs.ods_snapshot.replica import read_changes, read_replica, with_reject_reasons
@@ -199,8 +199,8 @@ def _build_snapshot(spark, entity: str, ctx: RunContext, *, source: str | None =
         state_df = state_hi.unionByName(state_lo).select(*spec.state.columns).unionByName(
             pending.select(*spec.state.columns))
 
-        # Both partitions are staged, then swapped in, ods first, only when both are written: a
-        # failed state write leaves neither published. A run of the same entity and ds beside this
+        # Both partitions are staged, then swapped in together (jobs.core.runs), only when both are
+        # written: a failed state write or a kill between the swaps leaves neither published. A run of the same entity and ds beside this
         # one waits on both publish locks (every run takes ods's first) until both are swapped in,
         # then replaces them.
         with (storage.publishing(spark, spec.ods, ds, ctx),
@@ -227,8 +227,7 @@ def _build_snapshot(spark, entity: str, ctx: RunContext, *, source: str | None =
                 "run_id": run_id, "base": base, "rows": whole_rows, "partition_rows": delta_rows if base else whole_rows,
                 "deletes": result.deletes_applied,
                 "pending_rows": result.pending_rows, "conflicted_keys": result.conflicts})})
-            storage.swap_in(spark, spec.ods, ds, ods_staging, ctx)
-            storage.swap_in(spark, spec.state, ds, state_staging, ctx)
+            runs.swap_together(spark, [(spec.ods, ds, ods_staging), (spec.state, ds, state_staging)], ctx)
     finally:
         for cached in (ranked, resolved, *(previous_state.cached if previous_state else ())):
             if cached is not None:

@@ -10,7 +10,7 @@ import logging
 import pickle
 import time
 
-from jobs.core import abtest, quality, sqlfiles, storage
+from jobs.core import abtest, quality, runs, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
 from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
@@ -203,11 +203,12 @@ def publish_synthetic_market(spark, ctx: RunContext, **market_args) -> dict:
     frames as the ods snapshots of ds (tests and bench/recommend.py run the job's own read path on them). Returns
     the market (frames plus its hidden utility)."""
     market = synthetic_market.synthetic_market(**market_args)
+    outputs = []
     for entity in AGENCY_INPUTS:
         table = TABLES[f"ods.{entity}"]
         frame = _as_ods(market[entity], ctx.ds)[table.columns]
-        storage.publish_partition(spark.createDataFrame(frame, schema=table.spark_schema()), table, ctx.ds,
-                                  ctx=ctx, check=None)
+        outputs.append(runs.Output(spark.createDataFrame(frame, schema=table.spark_schema()), table, ctx.ds))
+    runs.publish_together(outputs, ctx=ctx, check=None)
     return market
 
 
@@ -225,20 +226,18 @@ def _to_spark(spark, frame, table_name: str, extra_columns=()):
 
 
 def publish(spark, result: RecResult, ctx: RunContext, treatment_share: int) -> dict:
+    """Publish the run's tables together: all of them, or (a refused gate, a kill) none."""
     ds = ctx.ds
     recs = _to_spark(spark, result.recommendations, "marts.recommendations", extra_columns=("arm",))
     recs = recs.withColumn("arm", abtest.arm_column("user_id", treatment_share))
-    recs = recs.select(*TABLES["marts.recommendations"].columns)
-    paths = {"recommendations": storage.publish_partition(recs, TABLES["marts.recommendations"], ds, ctx=ctx,
-                                                         check=quality.gate)}
+    recs_table = TABLES["marts.recommendations"]
+    outputs = [runs.Output(recs.select(*recs_table.columns), recs_table, ds)]
     if result.metrics.get("mode") == "agency":  # leads are premises' tenants: not a generic-log notion
-        leads = _to_spark(spark, result.leads, "marts.premise_leads")
-        paths["premise_leads"] = storage.publish_partition(leads, TABLES["marts.premise_leads"], ds, ctx=ctx,
-                                                            check=quality.gate)
-    evaluation = _to_spark(spark, result.evaluation, "marts.rec_eval")
-    paths["rec_eval"] = storage.publish_partition(evaluation, TABLES["marts.rec_eval"], ds, ctx=ctx,
-                                                   check=quality.gate)
-    return paths
+        outputs.append(runs.Output(_to_spark(spark, result.leads, "marts.premise_leads"),
+                                   TABLES["marts.premise_leads"], ds))
+    outputs.append(runs.Output(_to_spark(spark, result.evaluation, "marts.rec_eval"), TABLES["marts.rec_eval"], ds))
+    published = runs.publish_together(outputs, ctx=ctx, check=quality.gate)
+    return {name.split(".", 1)[1]: path for name, path in published.items()}
 
 
 def model_dir(ds: str, root: str) -> str:

@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 import time
 
-from jobs.core import pii, quality, sqlfiles, storage
+from jobs.core import pii, quality, runs, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
 from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
@@ -112,10 +112,10 @@ def build_and_publish(spark, ctx: RunContext, outcome_window_days: int = DEFAULT
         if figures["contracts_without_client"]:
             log.info("%d observable contracts have no client in ods.clients ds=%s (deleted in the source): "
                      "their phones come from applications", figures["contracts_without_client"], ds)
-        storage.publish_partition(hashed_targets(linked, key), TARGETS, ds, ctx=ctx, check=quality.gate)
         recovery = spark.createDataFrame([tuple(figures[c] for c in RECOVERY_FIGURES)],
                                          RECOVERY.spark_schema())
-        storage.publish_partition(recovery, RECOVERY, ds, ctx=ctx, check=quality.gate)
+        runs.publish_together([runs.Output(hashed_targets(linked, key), TARGETS, ds),
+                               runs.Output(recovery, RECOVERY, ds)], ctx=ctx, check=quality.gate)
     finally:
         linked.unpersist()
     kept = figures["phones_from_clients"] + figures["phones_from_applications"]
