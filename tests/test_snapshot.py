@@ -11,6 +11,7 @@ import json
 import os
 import random
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -341,6 +342,130 @@ def test_csv_source_with_key_and_unparseable_values(spark, warehouse, tmp_path):
     assert rows[0]["ods_dt"].__class__ is dt.datetime
     with pytest.raises(BadInputError, match="load_date"):
         snapshot(spark, "widgets", "2024-01-01", source=str(csv), keys=("shop", "sku"), mode="incremental")
+
+
+# --- schema drift between load_date folders -------------------------------------------------
+
+
+def land(rows, load_date, drop=(), retype=None, extra=None, folder=None):
+    """Land raw.clients change rows in one folder as a pyarrow-written file: the registry's columns
+    less `drop`, `retype` {column: (arrow type, value)} in place of theirs, `extra` {column: value}."""
+    from jobs.generator.cdc import raw_schema
+
+    columns = {}
+    for field in raw_schema("clients"):
+        if field.name in drop:
+            continue
+        if field.name in (retype or {}):
+            arrow_type, value = retype[field.name]
+            columns[field.name] = pa.array([value] * len(rows), arrow_type)
+        else:
+            columns[field.name] = pa.array([r[field.name] for r in rows], field.type)
+    for name, value in (extra or {}).items():
+        columns[name] = pa.array([value] * len(rows))
+    folder = os.path.join(folder or RAW.path(), f"load_date={load_date}")
+    os.makedirs(folder, exist_ok=True)
+    pq.write_table(pa.table(columns), os.path.join(folder, "part-00000.parquet"))
+
+
+def drift_warnings(caplog, column):
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and f"column {column} " in r.getMessage()]
+
+
+def test_an_added_column_is_ignored_with_a_warning_unless_the_registry_lists_it(spark, warehouse, caplog):
+    # The source added msisdn (in the registry) on day 2 and email (not in it) on day 2 as well.
+    land([change(1, "2024-01-01 10:00:00", 1, "I"), change(2, "2024-01-01 11:00:00", 2, "I")], "2024-01-01",
+         drop=("msisdn",))
+    land([dict(change(1, "2024-01-02 10:00:00", 3, "U", name="b"), msisdn="79160000001")], "2024-01-02",
+         extra={"email": "b@example.com"})
+    land([dict(change(3, "2024-01-03 10:00:00", 4, "I", name="c"), msisdn="79160000003")], "2024-01-03",
+         extra={"email": "c@example.com"})
+    # Up to day 1 no folder has msisdn: the registry's column is missing, in either mode.
+    with pytest.raises(BadInputError, match=r"raw.clients load_date=2024-01-01: column msisdn is missing "
+                                            r"\(string -> none\)"):
+        snapshot(spark, "clients", "2024-01-01")
+    assert not storage.path_exists(spark, ODS.path())
+    caplog.clear()
+    result = snapshot(spark, "clients", "2024-01-02")  # no state of day 1: a full run
+    assert result.mode == "full"
+    # msisdn is carried from the folder that has it on (NULL before); email is left out, said once.
+    rows = {r["client_id"]: r.asDict() for r in storage.read_partition(spark, ODS, "2024-01-02").collect()}
+    assert {k: (r["full_name"], r["msisdn"]) for k, r in rows.items()} == {1: ("b", "79160000001"), 2: ("a", None)}
+    assert os.listdir(ODS.partition_path("2024-01-02")) and "email" not in spark.read.parquet(
+        ODS.partition_path("2024-01-02")).columns
+    warned = drift_warnings(caplog, "email")
+    assert len(warned) == 1 and "raw.clients load_date=2024-01-02" in warned[0] and "ignored" in warned[0], warned
+    caplog.clear()
+    result = snapshot(spark, "clients", "2024-01-03")
+    assert result.mode == "incremental"
+    warned = drift_warnings(caplog, "email")
+    assert len(warned) == 1 and "raw.clients load_date=2024-01-03" in warned[0], warned
+    incremental = snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)
+    assert {r[0]: r[3] for r in incremental[0]} == {1: "79160000001", 2: None, 3: "79160000003"}
+    snapshot(spark, "clients", "2024-01-03", mode="full")
+    assert (snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)) == incremental
+
+
+@pytest.mark.parametrize("drift, message", [
+    (dict(drop=("region",)), "column region is missing (string -> none)"),
+    (dict(retype={"region": (pa.int32(), 7)}), "column region changed type (string -> int)"),
+    (dict(retype={"ods_seq": (pa.int32(), 3)}), "column ods_seq changed type (bigint -> int)"),
+], ids=["dropped", "retyped", "retyped-cdc"])
+def test_a_dropped_or_retyped_column_fails_the_run_and_publishes_nothing(spark, warehouse, capsys, drift, message):
+    from jobs.cli import main
+
+    write_raw(spark, [change(1, "2024-01-01 10:00:00", 1, "I"), change(2, "2024-01-01 11:00:00", 2, "I")])
+    land([change(1, "2024-01-02 10:00:00", 3, "U", name="b", region="south")], "2024-01-02", **drift)
+    # Day 1 reads no folder after it, in either mode.
+    snapshot(spark, "clients", "2024-01-01", mode="full")
+    day_1 = (snapshot_rows(spark, "2024-01-01"), snapshot_rows(spark, "2024-01-01", STATE),
+             storage.read_text(spark, f"{ODS.partition_path('2024-01-01')}/{snapshot_job.SNAPSHOT_SIDECAR}"))
+    for mode in ("incremental", "full"):
+        with pytest.raises(BadInputError) as err:
+            snapshot(spark, "clients", "2024-01-02", mode=mode)
+        text = str(err.value)
+        assert text.startswith("raw.clients load_date=2024-01-02: ") and message in text, text
+        assert "\n" not in text and "nothing published" in text
+    assert main(["snapshot", "--entity", "clients", "--ds", "2024-01-02"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    for table in (ODS, STATE):
+        assert storage.list_partitions(spark, table) == ["2024-01-01"], table.qualified
+        assert [n for n in os.listdir(table.path()) if n.startswith("_")] == [], table.qualified
+    assert (snapshot_rows(spark, "2024-01-01"), snapshot_rows(spark, "2024-01-01", STATE),
+            storage.read_text(spark, f"{ODS.partition_path('2024-01-01')}/{snapshot_job.SNAPSHOT_SIDECAR}")) == day_1
+
+
+def test_schema_drift_of_a_replica_outside_the_registry(spark, warehouse, tmp_path, caplog):
+    # Outside the registry, the first load_date folder fixes the columns.
+    source = tmp_path / "widgets"
+    widget = "shop int, sku string, price double, ods_dt timestamp, ods_seq bigint, ods_type string"
+    for day, rows in [("2024-01-01", [(1, "A", 5.0, ts("2024-01-01 10:00:00"), 1, "I"),
+                                      (1, "B", 6.0, ts("2024-01-01 10:00:00"), 2, "I")]),
+                      ("2024-01-02", [(1, "A", 7.0, ts("2024-01-02 10:00:00"), 3, "U", "red")])]:
+        schema = widget + (", colour string" if len(rows[0]) > 6 else "")
+        spark.createDataFrame(rows, schema).write.parquet(str(source / f"load_date={day}"))
+    spark.createDataFrame([(2, "A", "8.0", ts("2024-01-03 10:00:00"), 4, "I")],
+                          widget.replace("price double", "price string")).write.parquet(
+        str(source / "load_date=2024-01-03"))
+    options = dict(source=str(source), keys=("shop", "sku"))
+    snapshot(spark, "widgets", "2024-01-01", **options)
+    caplog.clear()
+    assert snapshot(spark, "widgets", "2024-01-02", **options).mode == "incremental"
+    warned = drift_warnings(caplog, "colour")
+    assert len(warned) == 1 and "widgets" in warned[0] and "load_date=2024-01-02" in warned[0], warned
+    ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
+    published = spark.read.parquet(ods.partition_path("2024-01-02"))
+    assert published.columns == ["shop", "sku", "price", "ods_dt", "ods_seq"]
+    incremental = sorted(map(tuple, published.collect()))
+    assert [r[:3] for r in incremental] == [(1, "A", 7.0), (1, "B", 6.0)]
+    snapshot(spark, "widgets", "2024-01-02", mode="full", **options)
+    assert sorted(map(tuple, spark.read.parquet(ods.partition_path("2024-01-02")).collect())) == incremental
+    for mode in ("incremental", "full"):
+        with pytest.raises(BadInputError, match=r"widgets replica .* load_date=2024-01-03: column price changed "
+                                                r"type \(double -> string\)"):
+            snapshot(spark, "widgets", "2024-01-03", mode=mode, **options)
+    assert not storage.path_exists(spark, ods.partition_path("2024-01-03"))
 
 
 # --- determinism ---------------------------------------------------------------------------

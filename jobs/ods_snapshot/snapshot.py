@@ -123,15 +123,15 @@ def _build_snapshot(spark, entity: str, ds: str, *, source: str | None = None, k
     # Unless told to rebuild, read the rows landed on D alone: listing every load_date folder of
     # the replica would cost each day time that grows with its history.
     spec, changes, has_load_date, day_only = read_changes(spark, entity, source, keys, root,
-                                                           landed_on=None if mode == "full" else day)
+                                                           landed_on=None if mode == "full" else day, as_of=day)
     cutoff = f"TIMESTAMP'{day + dt.timedelta(days=1)} 00:00:00'"
     previous = str(day - dt.timedelta(days=1))
 
     mode_used, notes = _choose_mode(spark, spec, mode, has_load_date, previous, root)
     if mode_used == "full" and day_only:  # no state of D-1: every landed row after all
-        spec, changes, has_load_date, _ = read_changes(spark, entity, source, keys, root)
+        spec, changes, has_load_date, _ = read_changes(spark, entity, source, keys, root, as_of=day)
     result = SnapshotResult(spec.entity, ds, mode_used, run_id=run_id, notes=notes)
-    for note in notes:
+    for note in [*notes, *spec.ignored]:
         log.warning("%s", note)
 
     if mode_used == "incremental":
