@@ -468,6 +468,35 @@ def test_schema_drift_of_a_replica_outside_the_registry(spark, warehouse, tmp_pa
     assert not storage.path_exists(spark, ods.partition_path("2024-01-03"))
 
 
+def test_footer_types_are_the_types_spark_reads(spark, tmp_path, monkeypatch):
+    # The drift check reads footers with pyarrow on a local warehouse and through Spark elsewhere:
+    # both must name a column's type alike, or a replica would drift between two warehouses.
+    from jobs.ods_snapshot import drift
+
+    for name in ("arrow", "int96"):
+        (tmp_path / name).mkdir()
+    table = pa.table({
+        "utc": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("us", tz="UTC")),
+        "naive": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("ms")),
+        "day": pa.array([dt.date(2024, 1, 1)], pa.date32()), "small": pa.array([1], pa.int16()),
+        "n": pa.array([1], pa.int32()), "big": pa.array([1], pa.int64()), "u": pa.array([1], pa.uint32()),
+        "x": pa.array([1.5], pa.float32()), "y": pa.array([1.5], pa.float64()), "flag": pa.array([True]),
+        "text": pa.array(["a"]), "cat": pa.array(["a"]).dictionary_encode(), "blob": pa.array([b"a"]),
+        "money": pa.array([1], pa.decimal128(12, 2)), "tags": pa.array([["a"]]),
+        "pair": pa.array([{"a": 1, "b": "c"}]),
+    })
+    pq.write_table(table, tmp_path / "arrow" / "part-0.parquet")
+    pq.write_table(pa.table({"old": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("ns"))}),
+                   tmp_path / "int96" / "part-0.parquet", use_deprecated_int96_timestamps=True)
+    spark.createDataFrame([(1, dt.datetime(2024, 1, 1))], "id bigint, at timestamp").coalesce(1).write.parquet(
+        str(tmp_path / "spark"))
+    for name in ("arrow", "int96", "spark"):
+        [(_, by_pyarrow)] = drift.footer_schemas(spark, str(tmp_path / name))
+        monkeypatch.setattr(drift.config, "is_local", lambda _: False)
+        assert by_pyarrow == drift.footer_schemas(spark, str(tmp_path / name))[0][1], name
+        monkeypatch.undo()
+
+
 # --- determinism ---------------------------------------------------------------------------
 
 
