@@ -344,6 +344,69 @@ def test_csv_source_with_key_and_unparseable_values(spark, warehouse, tmp_path):
         snapshot(spark, "widgets", "2024-01-01", source=str(csv), keys=("shop", "sku"), mode="incremental")
 
 
+def test_bad_rows_landing_on_an_incremental_day_go_to_rejects_and_the_rest_is_published(spark, warehouse):
+    write_raw(spark, [change(k, "2024-01-01 10:00:00", k, "I", name=f"c{k}") for k in (1, 2, 3)])
+    snapshot(spark, "clients", "2024-01-01")
+    good = [change(1, "2024-01-02 10:00:00", 11, "U", name="new1"), change(3, "2024-01-02 11:00:00", 12, "D"),
+            change(4, "2024-01-02 12:00:00", 13, "I", name="c4")]
+    # Bad rows of live keys, later than their good changes: none of them may touch its key.
+    bad = [change(None, "2024-01-02 10:00:00", 14, "U"),
+           change(2, None, 15, "U", name="bad", load_date="2024-01-02"),
+           change(2, "2024-01-02 13:00:00", None, "U", name="bad"),
+           change(1, "2024-01-02 23:00:00", 16, "X", name="bad")]
+    write_raw(spark, good + bad)
+    with pytest.raises(DataQualityError, match=r"4 of 7 change rows are bad"):
+        snapshot(spark, "clients", "2024-01-02")  # the default share
+    for table in (ODS, STATE):
+        assert storage.list_partitions(spark, table) == ["2024-01-01"], table.qualified
+    result = snapshot(spark, "clients", "2024-01-02", max_reject_share=0.6)
+    assert result.mode == "incremental" and result.rows_read == 7
+    assert result.rejects_by_reason == {"null key column client_id": 1, "null ods_dt": 1, "null ods_seq": 1,
+                                        "ods_type outside I/U/D": 1}
+    expected = {1: ("new1", 11), 2: ("c2", 2), 4: ("c4", 13)}
+    assert names_by_key(spark, "2024-01-02") == expected
+    assert (result.live_keys, result.deletes_applied) == (3, 1)
+    rejects = [r for r in dq_rows(spark, "rejects", "2024-01-02") if r["run_id"] == result.run_id]
+    assert sorted((r["reason"], json.loads(r["row_json"])["ods_seq"]) for r in rejects) == [
+        ("null key column client_id", "14"), ("null ods_dt", "15"), ("null ods_seq", None),
+        ("ods_type outside I/U/D", "16")]
+    assert {json.loads(r["row_json"])["load_date"] for r in rejects} == {"2024-01-02"}
+    # Only the bad rows landed on day 2 were read: day 1's state holds no bad row to report again.
+    assert len(dq_rows(spark, "rejects", "2024-01-02")) == 8  # both runs of day 2 logged their four
+    incremental = snapshot_rows(spark, "2024-01-02"), snapshot_rows(spark, "2024-01-02", STATE)
+    snapshot(spark, "clients", "2024-01-02", mode="full", max_reject_share=0.6)
+    assert (snapshot_rows(spark, "2024-01-02"), snapshot_rows(spark, "2024-01-02", STATE)) == incremental
+
+
+def test_unparseable_change_rows_of_a_text_replica_on_an_incremental_day(spark, warehouse, tmp_path):
+    # ods_dt and ods_seq as text, as some replicas land them; the key has two parts.
+    source = tmp_path / "widgets"
+    schema = "shop int, sku string, price double, ods_dt string, ods_seq string, ods_type string"
+    for day, rows in [("2024-01-01", [(1, "A", 5.0, "2024-01-01 10:00:00", "1", "I"),
+                                      (1, "B", 6.0, "2024-01-01 10:00:00.5", "2", "I")]),
+                      ("2024-01-02", [(1, "A", 7.0, "2024-01-02 10:00:00", "3", "U"),
+                                      (1, "B", 0.0, "not a time", "4", "U"),
+                                      (1, "B", 0.0, "2024-01-02 11:00:00", "five", "U"),
+                                      (None, "B", 0.0, "2024-01-02 11:00:00", "6", "U"),
+                                      (1, None, 0.0, "2024-01-02 11:00:00", "7", "I"),
+                                      (2, "A", 8.0, "2024-01-02 12:00:00", "8", "I")])]:
+        spark.createDataFrame(rows, schema).write.parquet(str(source / f"load_date={day}"))
+    options = dict(source=str(source), keys=("shop", "sku"), max_reject_share=0.7)
+    snapshot(spark, "widgets", "2024-01-01", **options)
+    result = snapshot(spark, "widgets", "2024-01-02", **options)
+    assert result.mode == "incremental"
+    assert result.rejects_by_reason == {"unparseable ods_dt": 1, "unparseable ods_seq": 1, "null key column shop": 1,
+                                        "null key column sku": 1}
+    ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
+    rows = spark.read.parquet(ods.partition_path("2024-01-02")).collect()
+    assert sorted((r["shop"], r["sku"], r["price"], r["ods_seq"]) for r in rows) == [
+        (1, "A", 7.0, 3), (1, "B", 6.0, 2), (2, "A", 8.0, 8)]
+    rejects = dq_rows(spark, "rejects", "2024-01-02")
+    assert sorted(json.loads(r["row_json"])["ods_seq"] for r in rejects) == ["4", "6", "7", "five"]
+    assert {r["entity"] for r in rejects} == {"widgets"}
+    assert "not a time" in {json.loads(r["row_json"])["ods_dt"] for r in rejects}
+
+
 # --- schema drift between load_date folders -------------------------------------------------
 
 
@@ -495,6 +558,95 @@ def test_footer_types_are_the_types_spark_reads(spark, tmp_path, monkeypatch):
         monkeypatch.setattr(drift.config, "is_local", lambda _: False)
         assert by_pyarrow == drift.footer_schemas(spark, str(tmp_path / name))[0][1], name
         monkeypatch.undo()
+
+
+# --- the cutoff -----------------------------------------------------------------------------
+
+
+def test_a_change_at_the_cutoff_is_in_the_next_days_snapshot(spark, warehouse):
+    write_raw(spark, [
+        change(1, "2024-01-01 10:00:00", 1, "I", name="before"),
+        # Exactly at the cutoff of day 1, landed early (day 1) or on its own day.
+        change(1, "2024-01-02 00:00:00.000", 2, "U", name="at cutoff", load_date="2024-01-01"),
+        change(3, "2024-01-02 00:00:00.000", 3, "I", name="new at cutoff"),
+        # The last instants of day 1.
+        change(2, "2024-01-01 23:59:59.999", 4, "I", name="last ms"),
+        change(4, "2024-01-01 23:59:59.999999", 5, "I", name="last us", load_date="2024-01-02"),
+    ])
+    day_1 = snapshot(spark, "clients", "2024-01-01")
+    assert names_by_key(spark, "2024-01-01") == {1: ("before", 1), 2: ("last ms", 4)}
+    assert day_1.pending_rows == 1
+    day_2 = snapshot(spark, "clients", "2024-01-02")
+    assert day_2.mode == "incremental" and day_2.pending_rows == 0
+    assert names_by_key(spark, "2024-01-02") == {1: ("at cutoff", 2), 2: ("last ms", 4), 3: ("new at cutoff", 3),
+                                                 4: ("last us", 5)}
+    for ds in ("2024-01-01", "2024-01-02"):
+        incremental = snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)
+        snapshot(spark, "clients", ds, mode="full")
+        assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) == incremental, ds
+
+
+# --- composite keys --------------------------------------------------------------------------
+
+
+def random_sales_changes(seed: int, days: int = 3) -> list[dict]:
+    """raw.sales change rows (key: store_id, sale_date) over a few days: keys sharing one part,
+    ties on ods_dt, deletes and re-inserts, re-deliveries, late and early landings, a few bad rows."""
+    rng = random.Random(seed)
+    first = dt.date(2024, 1, 1)
+    ticks = [dt.time(0, 0), dt.time(9, 0), dt.time(9, 0, 0, 100_000), dt.time(23, 59, 59, 900_000)]
+    seqs = rng.sample(range(1, 1000), 200)  # operation numbers need not follow the clock
+    rows = []
+    for store in (1, 2, 3):
+        for sale_date in (first - dt.timedelta(days=1), first, first + dt.timedelta(days=1)):
+            for _ in range(rng.randint(1, 5)):
+                day = rng.randrange(days + 1)  # days: after the last day, always pending
+                landed = min(max(day + rng.choice([0, 0, 0, 1, -1]), 0), days - 1)
+                rows.append({
+                    "ods_dt": dt.datetime.combine(first + dt.timedelta(days=day), rng.choice(ticks)),
+                    "ods_seq": seqs.pop(), "ods_type": rng.choice("IUUD"), "store_id": store, "sale_date": sale_date,
+                    "sales": float(rng.randrange(100)), "receipts": rng.randrange(10),
+                    "load_date": (first + dt.timedelta(days=landed)).isoformat()})
+                if rng.random() < 0.15:  # re-delivered, maybe a day later
+                    rows.append(dict(rows[-1], load_date=(first + dt.timedelta(
+                        days=min(landed + rng.randint(0, 1), days - 1))).isoformat()))
+    for i, part in enumerate(("store_id", "sale_date")):
+        rows.append(dict(rows[i], **{part: None}, ods_seq=seqs.pop(), load_date=(first + dt.timedelta(days=i + 1)).isoformat()))
+    return rows
+
+
+def duckdb_snapshot(rows: list[dict], ds: str) -> list[tuple]:
+    """The as-of snapshot by its definition, in DuckDB SQL."""
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect()
+    con.register("changes", pd.DataFrame(rows))
+    return sorted(con.execute("""
+        SELECT store_id, sale_date, sales, receipts, ods_dt, ods_seq FROM (
+          SELECT *, row_number() OVER (PARTITION BY store_id, sale_date ORDER BY ods_dt DESC, ods_seq DESC) AS n
+          FROM changes
+          WHERE load_date <= $ds AND ods_dt < CAST($ds AS DATE) + INTERVAL 1 DAY
+            AND store_id IS NOT NULL AND sale_date IS NOT NULL)
+        WHERE n = 1 AND ods_type <> 'D'""", {"ds": ds}).fetchall())
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_composite_keys_incremental_and_full_against_duckdb(spark, warehouse, seed):
+    sales_ods = tables.TABLES["ods.sales"]
+    rows = random_sales_changes(seed)
+    write_raw(spark, rows, entity="sales")
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    for ds in days:
+        result = snapshot(spark, "sales", ds, max_reject_share=1.0)
+        assert result.mode == ("full" if ds == days[0] else "incremental")
+        published = sorted(map(tuple, storage.read_partition(spark, sales_ods, ds).select(*sales_ods.columns).collect()))
+        assert published == duckdb_snapshot(rows, ds), ds
+    sales_state = tables.TABLES["state.sales"]
+    state = sorted(map(tuple, read_state(spark, "sales", ds).select(*sales_state.columns).collect()))
+    snapshot(spark, "sales", ds, mode="full", max_reject_share=1.0)
+    assert sorted(map(tuple, storage.read_partition(spark, sales_ods, ds).select(*sales_ods.columns).collect())) == published
+    assert sorted(map(tuple, read_state(spark, "sales", ds).select(*sales_state.columns).collect())) == state
 
 
 # --- determinism ---------------------------------------------------------------------------
