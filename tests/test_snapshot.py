@@ -586,6 +586,24 @@ def test_a_change_at_the_cutoff_is_in_the_next_days_snapshot(spark, warehouse):
         assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) == incremental, ds
 
 
+def test_the_gate_refuses_a_snapshot_row_at_the_cutoff(spark, warehouse):
+    # Every suite's "no ods_dt after ds" must hold the cutoff itself out: it is the next day's.
+    from jobs.core import quality
+
+    rows = [(k, "n", dt.date(1990, 1, 1), None, "north", ts("2023-12-01 00:00:00"), ts("2024-01-01 10:00:00"), k)
+            for k in range(1, 4)]
+
+    def upper_check(last_ods_dt):
+        df = spark.createDataFrame(rows + [(9, "n", None, None, "north", None, ts(last_ods_dt), 9)], ODS.spark_schema())
+        verdict = quality.validate(df, ODS, "2024-01-01", record=False)
+        [check] = [c for c in verdict.checks if c.expectation == "expect_column_max_to_be_between"
+                   and c.severity == "critical"]
+        return check.success
+
+    assert upper_check("2024-01-01 23:59:59.999999")
+    assert not upper_check("2024-01-02 00:00:00")
+
+
 # --- composite keys --------------------------------------------------------------------------
 
 
