@@ -899,6 +899,48 @@ def test_a_run_whose_previous_day_is_republished_meanwhile_runs_again_on_it(spar
         assert [n for n in os.listdir(table.path()) if n.startswith("_staging")] == [], table.qualified
 
 
+# --- every snapshot validated ----------------------------------------------------------------
+
+
+def test_a_snapshot_outside_the_registry_is_validated_by_the_checks_of_its_keys(spark, warehouse, tmp_path, capsys):
+    from jobs.cli import main
+
+    source = tmp_path / "widgets"
+    schema = "shop int, sku string, price double, ods_dt timestamp, ods_seq bigint, ods_type string"
+    for day, rows in [("2024-01-01", [(1, "A", 5.0, ts("2024-01-01 10:00:00"), 1, "I"),
+                                      (1, "B", 6.0, ts("2024-01-01 10:00:00"), 2, "I"),
+                                      (2, "A", 7.0, ts("2024-01-01 11:00:00"), 3, "I")]),
+                      ("2024-01-02", [(2, "A", 8.0, ts("2024-01-02 10:00:00"), 4, "U")])]:
+        spark.createDataFrame(rows, schema).write.parquet(str(source / f"load_date={day}"))
+    ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
+    command = ["snapshot", "--entity", "widgets", "--source", str(source), "--key", "shop,sku"]
+    assert main([*command, "--ds", "2024-01-01"]) == 0
+    results = [r for r in dq_rows(spark, "validation_results", "2024-01-01") if r["table_name"] == "ods.widgets"]
+    assert {(r["expectation"], r["column_name"]) for r in results} >= {
+        ("expect_column_values_to_not_be_null", "shop"), ("expect_column_values_to_not_be_null", "sku"),
+        ("expect_compound_columns_to_be_unique", "shop,sku"), ("expect_column_max_to_be_between", "ods_dt"),
+        ("expect_table_row_count_to_be_between", "")}
+    assert all(r["success"] for r in results) and storage.list_partitions(spark, ods) == ["2024-01-01"]
+    # The job's dedup leaves one row per key; a duplicate can still come in with the rows an
+    # incremental run carries over from ods(D-1): here a hand-edited partition that kept the
+    # sidecar naming the run of state(D-1), so the run trusts it.
+    run_id = json.loads(storage.read_text(spark, f"{ods.partition_path('2024-01-01').replace('/ods/', '/state/')}/"
+                                          f"{STATE_SIDECAR}"))["run_id"]
+    published = storage.read_partition(spark, tables.Table("widgets", "ods", (), "shop int, sku string, "
+                                                           "price double, ods_dt timestamp, ods_seq bigint"),
+                                       "2024-01-01")
+    storage.publish_partition(published.unionByName(published.where("sku = 'B'")).localCheckpoint(), ods,
+                              "2024-01-01", check=None, sidecar={snapshot_job.SNAPSHOT_SIDECAR: json.dumps(
+                                  {"run_id": run_id})})
+    with pytest.raises(DataQualityError, match=r"ods.widgets ds=2024-01-02: .*expect_compound_columns_to_be_unique"):
+        build_snapshot(spark, "widgets", "2024-01-02", source=str(source), keys=("shop", "sku"), run_id="dup")
+    assert storage.list_partitions(spark, ods) == ["2024-01-01"]
+    assert not storage.path_exists(spark, f"{ods.path().replace('/ods/', '/state/')}/ds=2024-01-02")
+    refused = [(r["expectation"], r["success"]) for r in dq_rows(spark, "validation_results", "2024-01-02")
+               if r["run_id"] == "dup" and not r["success"]]
+    assert refused == [("expect_compound_columns_to_be_unique", False)]
+
+
 # --- command line --------------------------------------------------------------------------
 
 

@@ -86,7 +86,7 @@ def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] |
         if odd:
             raise BadInputError(f"{source}: column name(s) {', '.join(map(repr, odd))} are not plain identifiers")
         payload_ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in fields)
-        # Not in the registry, so no expectation suite: the quality gate skips unpublished tables.
+        # Not in the registry, so no suite file: the job validates it with the checks of its keys.
         ods = tables.Table(entity, "ods", keys, f"{payload_ddl}, ods_dt timestamp, ods_seq bigint",
                            description=f"Snapshot of {entity} from {source}.", published=False)
         state = tables.Table(entity, "state", keys, f"{tables.CDC_COLUMNS}, {payload_ddl}", published=False,
