@@ -61,10 +61,11 @@ def checked_schema(spark, entity: str, source: str, keys: tuple[str, ...], days:
                     if c not in keys}
         label, against = raw.qualified, f"the registry's {raw.qualified}"
     else:
-        first = next((schemas[0][1] for name in listed if (schemas := footer_schemas(spark, f"{source}/{name}"))), {})
-        reference = [(c, t) for c, t in first.items() if c != "load_date"]
+        first, columns = next(((name, schemas[0][1]) for name in listed
+                               if (schemas := footer_schemas(spark, f"{source}/{name}"))), (listed[0], {}))
+        reference = [(c, t) for c, t in columns.items() if c != "load_date"]
         optional = set()
-        label, against = f"{entity} replica {source}", f"its first folder {listed[0]}"
+        label, against = f"{entity} replica {source}", f"its first folder {first}"
     ignored = check_folders(spark, source, names, reference, optional, label, against)
     ddl = ", ".join(f"`{c}` {t}" for c, t in [*reference, ("load_date", "date")])
     try:
@@ -101,8 +102,8 @@ def check_folders(spark, source: str, names: list[str], reference: list[tuple[st
 
 
 def _drift(label: str, folder: str, column: str, what: str) -> BadInputError:
-    return BadInputError(f"{label} {folder}: column {column} {what}; a replica's columns must keep their "
-                         "types (jobs/ods_snapshot/README.md, schema drift): nothing published")
+    return BadInputError(f"{label} {folder}: column {column} {what}; a replica keeps the columns a snapshot "
+                         "reads, with their types (jobs/ods_snapshot/README.md, schema drift): nothing published")
 
 
 def footer_schemas(spark, folder: str) -> list[tuple[str, dict[str, str]]]:
