@@ -11,6 +11,7 @@ import json
 import os
 import random
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from helpers import ctx_for, wh  # noqa: E402
@@ -347,6 +348,328 @@ def test_csv_source_with_key_and_unparseable_values(spark, warehouse, tmp_path):
         snapshot(spark, "widgets", "2024-01-01", source=str(csv), keys=("shop", "sku"), mode="incremental")
 
 
+def test_bad_rows_landing_on_an_incremental_day_go_to_rejects_and_the_rest_is_published(spark, warehouse):
+    write_raw(spark, [change(k, "2024-01-01 10:00:00", k, "I", name=f"c{k}") for k in (1, 2, 3)])
+    snapshot(spark, "clients", "2024-01-01")
+    good = [change(1, "2024-01-02 10:00:00", 11, "U", name="new1"), change(3, "2024-01-02 11:00:00", 12, "D"),
+            change(4, "2024-01-02 12:00:00", 13, "I", name="c4")]
+    # Bad rows of live keys, later than their good changes: none of them may touch its key.
+    bad = [change(None, "2024-01-02 10:00:00", 14, "U"),
+           change(2, None, 15, "U", name="bad", load_date="2024-01-02"),
+           change(2, "2024-01-02 13:00:00", None, "U", name="bad"),
+           change(1, "2024-01-02 23:00:00", 16, "X", name="bad")]
+    write_raw(spark, good + bad)
+    with pytest.raises(DataQualityError, match=r"4 of 7 change rows are bad"):
+        snapshot(spark, "clients", "2024-01-02")  # the default share
+    for table in (ODS, STATE):
+        assert storage.list_partitions(spark, table, wh()) == ["2024-01-01"], table.qualified
+    result = snapshot(spark, "clients", "2024-01-02", max_reject_share=0.6)
+    assert result.mode == "incremental" and result.rows_read == 7
+    assert result.rejects_by_reason == {"null key column client_id": 1, "null ods_dt": 1, "null ods_seq": 1,
+                                        "ods_type outside I/U/D": 1}
+    expected = {1: ("new1", 11), 2: ("c2", 2), 4: ("c4", 13)}
+    assert names_by_key(spark, "2024-01-02") == expected
+    assert (result.live_keys, result.deletes_applied) == (3, 1)
+    rejects = [r for r in dq_rows(spark, "rejects", "2024-01-02") if r["run_id"] == result.run_id]
+    assert sorted((r["reason"], json.loads(r["row_json"])["ods_seq"]) for r in rejects) == [
+        ("null key column client_id", "14"), ("null ods_dt", "15"), ("null ods_seq", None),
+        ("ods_type outside I/U/D", "16")]
+    assert {json.loads(r["row_json"])["load_date"] for r in rejects} == {"2024-01-02"}
+    # Only the bad rows landed on day 2 were read: day 1's state holds no bad row to report again.
+    assert len(dq_rows(spark, "rejects", "2024-01-02")) == 8  # both runs of day 2 logged their four
+    incremental = snapshot_rows(spark, "2024-01-02"), snapshot_rows(spark, "2024-01-02", STATE)
+    snapshot(spark, "clients", "2024-01-02", mode="full", max_reject_share=0.6)
+    assert (snapshot_rows(spark, "2024-01-02"), snapshot_rows(spark, "2024-01-02", STATE)) == incremental
+
+
+def test_unparseable_change_rows_of_a_text_replica_on_an_incremental_day(spark, warehouse, tmp_path):
+    # ods_dt and ods_seq as text, as some replicas land them; the key has two parts.
+    source = tmp_path / "widgets"
+    schema = "shop int, sku string, price double, ods_dt string, ods_seq string, ods_type string"
+    for day, rows in [("2024-01-01", [(1, "A", 5.0, "2024-01-01 10:00:00", "1", "I"),
+                                      (1, "B", 6.0, "2024-01-01 10:00:00.5", "2", "I")]),
+                      ("2024-01-02", [(1, "A", 7.0, "2024-01-02 10:00:00", "3", "U"),
+                                      (1, "B", 0.0, "not a time", "4", "U"),
+                                      (1, "B", 0.0, "2024-01-02 11:00:00", "five", "U"),
+                                      (None, "B", 0.0, "2024-01-02 11:00:00", "6", "U"),
+                                      (1, None, 0.0, "2024-01-02 11:00:00", "7", "I"),
+                                      (2, "A", 8.0, "2024-01-02 12:00:00", "8", "I")])]:
+        spark.createDataFrame(rows, schema).write.parquet(str(source / f"load_date={day}"))
+    options = dict(source=str(source), keys=("shop", "sku"), max_reject_share=0.7)
+    snapshot(spark, "widgets", "2024-01-01", **options)
+    result = snapshot(spark, "widgets", "2024-01-02", **options)
+    assert result.mode == "incremental"
+    assert result.rejects_by_reason == {"unparseable ods_dt": 1, "unparseable ods_seq": 1, "null key column shop": 1,
+                                        "null key column sku": 1}
+    ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
+    rows = spark.read.parquet(ods.partition_path("2024-01-02", wh())).collect()
+    assert sorted((r["shop"], r["sku"], r["price"], r["ods_seq"]) for r in rows) == [
+        (1, "A", 7.0, 3), (1, "B", 6.0, 2), (2, "A", 8.0, 8)]
+    rejects = dq_rows(spark, "rejects", "2024-01-02")
+    assert sorted(json.loads(r["row_json"])["ods_seq"] for r in rejects) == ["4", "6", "7", "five"]
+    assert {r["entity"] for r in rejects} == {"widgets"}
+    assert "not a time" in {json.loads(r["row_json"])["ods_dt"] for r in rejects}
+
+
+# --- schema drift between load_date folders -------------------------------------------------
+
+
+def land(rows, load_date, drop=(), retype=None, extra=None, folder=None):
+    """Land raw.clients change rows in one folder as a pyarrow-written file: the registry's columns
+    less `drop`, `retype` {column: (arrow type, value)} in place of theirs, `extra` {column: value}."""
+    from jobs.generator.cdc import raw_schema
+
+    columns = {}
+    for field in raw_schema("clients"):
+        if field.name in drop:
+            continue
+        if field.name in (retype or {}):
+            arrow_type, value = retype[field.name]
+            columns[field.name] = pa.array([value] * len(rows), arrow_type)
+        else:
+            columns[field.name] = pa.array([r[field.name] for r in rows], field.type)
+    for name, value in (extra or {}).items():
+        columns[name] = pa.array([value] * len(rows))
+    folder = os.path.join(folder or RAW.path(wh()), f"load_date={load_date}")
+    os.makedirs(folder, exist_ok=True)
+    pq.write_table(pa.table(columns), os.path.join(folder, "part-00000.parquet"))
+
+
+def drift_warnings(caplog, column):
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and f"column {column} " in r.getMessage()]
+
+
+def test_an_added_column_is_ignored_with_a_warning_unless_the_registry_lists_it(spark, warehouse, caplog):
+    # The source added msisdn (in the registry) on day 2 and email (not in it) on day 2 as well.
+    land([change(1, "2024-01-01 10:00:00", 1, "I"), change(2, "2024-01-01 11:00:00", 2, "I")], "2024-01-01",
+         drop=("msisdn",))
+    land([dict(change(1, "2024-01-02 10:00:00", 3, "U", name="b"), msisdn="79160000001")], "2024-01-02",
+         extra={"email": "b@example.com"})
+    land([dict(change(3, "2024-01-03 10:00:00", 4, "I", name="c"), msisdn="79160000003")], "2024-01-03",
+         extra={"email": "c@example.com"})
+    # Up to day 1 no folder has msisdn: the registry's column is missing, in either mode.
+    with pytest.raises(BadInputError, match=r"raw.clients load_date=2024-01-01: column msisdn is missing "
+                                            r"\(string -> none\)"):
+        snapshot(spark, "clients", "2024-01-01")
+    assert not storage.path_exists(spark, ODS.path(wh()))
+    caplog.clear()
+    result = snapshot(spark, "clients", "2024-01-02")  # no state of day 1: a full run
+    assert result.mode == "full"
+    # msisdn is carried from the folder that has it on (NULL before); email is left out, said once.
+    rows = {r["client_id"]: r.asDict() for r in storage.read_partition(spark, ODS, "2024-01-02", wh()).collect()}
+    assert {k: (r["full_name"], r["msisdn"]) for k, r in rows.items()} == {1: ("b", "79160000001"), 2: ("a", None)}
+    assert os.listdir(ODS.partition_path("2024-01-02", wh())) and "email" not in spark.read.parquet(
+        ODS.partition_path("2024-01-02", wh())).columns
+    warned = drift_warnings(caplog, "email")
+    assert len(warned) == 1 and "raw.clients load_date=2024-01-02" in warned[0] and "ignored" in warned[0], warned
+    caplog.clear()
+    result = snapshot(spark, "clients", "2024-01-03")
+    assert result.mode == "incremental"
+    warned = drift_warnings(caplog, "email")
+    assert len(warned) == 1 and "raw.clients load_date=2024-01-03" in warned[0], warned
+    incremental = snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)
+    assert {r[0]: r[3] for r in incremental[0]} == {1: "79160000001", 2: None, 3: "79160000003"}
+    snapshot(spark, "clients", "2024-01-03", mode="full")
+    assert (snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)) == incremental
+
+
+@pytest.mark.parametrize("drift, message", [
+    (dict(drop=("region",)), "column region is missing (string -> none)"),
+    (dict(retype={"region": (pa.int32(), 7)}), "column region changed type (string -> int)"),
+    (dict(retype={"ods_seq": (pa.int32(), 3)}), "column ods_seq changed type (bigint -> int)"),
+], ids=["dropped", "retyped", "retyped-cdc"])
+def test_a_dropped_or_retyped_column_fails_the_run_and_publishes_nothing(spark, warehouse, capsys, drift, message):
+    from jobs.cli import main
+
+    write_raw(spark, [change(1, "2024-01-01 10:00:00", 1, "I"), change(2, "2024-01-01 11:00:00", 2, "I")])
+    land([change(1, "2024-01-02 10:00:00", 3, "U", name="b", region="south")], "2024-01-02", **drift)
+    # Day 1 reads no folder after it, in either mode.
+    snapshot(spark, "clients", "2024-01-01", mode="full")
+    day_1 = (snapshot_rows(spark, "2024-01-01"), snapshot_rows(spark, "2024-01-01", STATE),
+             storage.read_text(spark, f"{ODS.partition_path('2024-01-01', wh())}/{snapshot_job.SNAPSHOT_SIDECAR}"))
+    for mode in ("incremental", "full"):
+        with pytest.raises(BadInputError) as err:
+            snapshot(spark, "clients", "2024-01-02", mode=mode)
+        text = str(err.value)
+        assert text.startswith("raw.clients load_date=2024-01-02: ") and message in text, text
+        assert "\n" not in text and "nothing published" in text
+    assert main(["snapshot", "--entity", "clients", "--ds", "2024-01-02"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    for table in (ODS, STATE):
+        assert storage.list_partitions(spark, table, wh()) == ["2024-01-01"], table.qualified
+        assert [n for n in os.listdir(table.path(wh())) if n.startswith("_")] == [], table.qualified
+    assert (snapshot_rows(spark, "2024-01-01"), snapshot_rows(spark, "2024-01-01", STATE),
+            storage.read_text(spark, f"{ODS.partition_path('2024-01-01', wh())}/{snapshot_job.SNAPSHOT_SIDECAR}")) == day_1
+
+
+def test_schema_drift_of_a_replica_outside_the_registry(spark, warehouse, tmp_path, caplog):
+    # Outside the registry, the first load_date folder fixes the columns.
+    source = tmp_path / "widgets"
+    widget = "shop int, sku string, price double, ods_dt timestamp, ods_seq bigint, ods_type string"
+    for day, rows in [("2024-01-01", [(1, "A", 5.0, ts("2024-01-01 10:00:00"), 1, "I"),
+                                      (1, "B", 6.0, ts("2024-01-01 10:00:00"), 2, "I")]),
+                      ("2024-01-02", [(1, "A", 7.0, ts("2024-01-02 10:00:00"), 3, "U", "red")])]:
+        schema = widget + (", colour string" if len(rows[0]) > 6 else "")
+        spark.createDataFrame(rows, schema).write.parquet(str(source / f"load_date={day}"))
+    spark.createDataFrame([(2, "A", "8.0", ts("2024-01-03 10:00:00"), 4, "I")],
+                          widget.replace("price double", "price string")).write.parquet(
+        str(source / "load_date=2024-01-03"))
+    options = dict(source=str(source), keys=("shop", "sku"))
+    snapshot(spark, "widgets", "2024-01-01", **options)
+    caplog.clear()
+    assert snapshot(spark, "widgets", "2024-01-02", **options).mode == "incremental"
+    warned = drift_warnings(caplog, "colour")
+    assert len(warned) == 1 and "widgets" in warned[0] and "load_date=2024-01-02" in warned[0], warned
+    ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
+    published = spark.read.parquet(ods.partition_path("2024-01-02", wh()))
+    assert published.columns == ["shop", "sku", "price", "ods_dt", "ods_seq"]
+    incremental = sorted(map(tuple, published.collect()))
+    assert [r[:3] for r in incremental] == [(1, "A", 7.0), (1, "B", 6.0)]
+    snapshot(spark, "widgets", "2024-01-02", mode="full", **options)
+    assert sorted(map(tuple, spark.read.parquet(ods.partition_path("2024-01-02", wh())).collect())) == incremental
+    for mode in ("incremental", "full"):
+        with pytest.raises(BadInputError, match=r"widgets replica .* load_date=2024-01-03: column price changed "
+                                                r"type \(double -> string\)"):
+            snapshot(spark, "widgets", "2024-01-03", mode=mode, **options)
+    assert not storage.path_exists(spark, ods.partition_path("2024-01-03", wh()))
+
+
+def test_footer_types_are_the_types_spark_reads(spark, tmp_path, monkeypatch):
+    # The drift check reads footers with pyarrow on a local warehouse and through Spark elsewhere:
+    # both must name a column's type alike, or a replica would drift between two warehouses.
+    from jobs.ods_snapshot import drift
+
+    for name in ("arrow", "int96"):
+        (tmp_path / name).mkdir()
+    table = pa.table({
+        "utc": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("us", tz="UTC")),
+        "naive": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("ms")),
+        "day": pa.array([dt.date(2024, 1, 1)], pa.date32()), "small": pa.array([1], pa.int16()),
+        "n": pa.array([1], pa.int32()), "big": pa.array([1], pa.int64()), "u": pa.array([1], pa.uint32()),
+        "x": pa.array([1.5], pa.float32()), "y": pa.array([1.5], pa.float64()), "flag": pa.array([True]),
+        "text": pa.array(["a"]), "cat": pa.array(["a"]).dictionary_encode(), "blob": pa.array([b"a"]),
+        "money": pa.array([1], pa.decimal128(12, 2)), "tags": pa.array([["a"]]),
+        "pair": pa.array([{"a": 1, "b": "c"}]),
+    })
+    pq.write_table(table, tmp_path / "arrow" / "part-0.parquet")
+    pq.write_table(pa.table({"old": pa.array([dt.datetime(2024, 1, 1)], pa.timestamp("ns"))}),
+                   tmp_path / "int96" / "part-0.parquet", use_deprecated_int96_timestamps=True)
+    spark.createDataFrame([(1, dt.datetime(2024, 1, 1))], "id bigint, at timestamp").coalesce(1).write.parquet(
+        str(tmp_path / "spark"))
+    for name in ("arrow", "int96", "spark"):
+        [(_, by_pyarrow)] = drift.footer_schemas(spark, str(tmp_path / name))
+        monkeypatch.setattr(drift.config, "is_local", lambda _: False)
+        assert by_pyarrow == drift.footer_schemas(spark, str(tmp_path / name))[0][1], name
+        monkeypatch.undo()
+
+
+# --- the cutoff -----------------------------------------------------------------------------
+
+
+def test_a_change_at_the_cutoff_is_in_the_next_days_snapshot(spark, warehouse):
+    write_raw(spark, [
+        change(1, "2024-01-01 10:00:00", 1, "I", name="before"),
+        # Exactly at the cutoff of day 1, landed early (day 1) or on its own day.
+        change(1, "2024-01-02 00:00:00.000", 2, "U", name="at cutoff", load_date="2024-01-01"),
+        change(3, "2024-01-02 00:00:00.000", 3, "I", name="new at cutoff"),
+        # The last instants of day 1.
+        change(2, "2024-01-01 23:59:59.999", 4, "I", name="last ms"),
+        change(4, "2024-01-01 23:59:59.999999", 5, "I", name="last us", load_date="2024-01-02"),
+    ])
+    day_1 = snapshot(spark, "clients", "2024-01-01")
+    assert names_by_key(spark, "2024-01-01") == {1: ("before", 1), 2: ("last ms", 4)}
+    assert day_1.pending_rows == 1
+    day_2 = snapshot(spark, "clients", "2024-01-02")
+    assert day_2.mode == "incremental" and day_2.pending_rows == 0
+    assert names_by_key(spark, "2024-01-02") == {1: ("at cutoff", 2), 2: ("last ms", 4), 3: ("new at cutoff", 3),
+                                                 4: ("last us", 5)}
+    for ds in ("2024-01-01", "2024-01-02"):
+        incremental = snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)
+        snapshot(spark, "clients", ds, mode="full")
+        assert (snapshot_rows(spark, ds), snapshot_rows(spark, ds, STATE)) == incremental, ds
+
+
+def test_the_gate_refuses_a_snapshot_row_at_the_cutoff(spark, warehouse):
+    # Every suite's "no ods_dt after ds" must hold the cutoff itself out: it is the next day's.
+    from jobs.core import quality
+
+    rows = [(k, "n", dt.date(1990, 1, 1), None, "north", ts("2023-12-01 00:00:00"), ts("2024-01-01 10:00:00"), k)
+            for k in range(1, 4)]
+
+    def upper_check(last_ods_dt):
+        df = spark.createDataFrame(rows + [(9, "n", None, None, "north", None, ts(last_ods_dt), 9)], ODS.spark_schema())
+        verdict = quality.validate(df, ODS, "2024-01-01", ctx_for(), record=False)
+        [check] = [c for c in verdict.checks if c.expectation == "expect_column_max_to_be_between"
+                   and c.severity == "critical"]
+        return check.success
+
+    assert upper_check("2024-01-01 23:59:59.999999")
+    assert not upper_check("2024-01-02 00:00:00")
+
+
+# --- composite keys --------------------------------------------------------------------------
+
+
+def random_sales_changes(seed: int, days: int = 3) -> list[dict]:
+    """raw.sales change rows (key: store_id, sale_date) over a few days: keys sharing one part,
+    ties on ods_dt, deletes and re-inserts, re-deliveries, late and early landings, a few bad rows."""
+    rng = random.Random(seed)
+    first = dt.date(2024, 1, 1)
+    ticks = [dt.time(0, 0), dt.time(9, 0), dt.time(9, 0, 0, 100_000), dt.time(23, 59, 59, 900_000)]
+    seqs = rng.sample(range(1, 1000), 200)  # operation numbers need not follow the clock
+    rows = []
+    for store in (1, 2, 3):
+        for sale_date in (first - dt.timedelta(days=1), first, first + dt.timedelta(days=1)):
+            for _ in range(rng.randint(1, 5)):
+                day = rng.randrange(days + 1)  # days: after the last day, always pending
+                landed = min(max(day + rng.choice([0, 0, 0, 1, -1]), 0), days - 1)
+                rows.append({
+                    "ods_dt": dt.datetime.combine(first + dt.timedelta(days=day), rng.choice(ticks)),
+                    "ods_seq": seqs.pop(), "ods_type": rng.choice("IUUD"), "store_id": store, "sale_date": sale_date,
+                    "sales": float(rng.randrange(100)), "receipts": rng.randrange(10),
+                    "load_date": (first + dt.timedelta(days=landed)).isoformat()})
+                if rng.random() < 0.15:  # re-delivered, maybe a day later
+                    rows.append(dict(rows[-1], load_date=(first + dt.timedelta(
+                        days=min(landed + rng.randint(0, 1), days - 1))).isoformat()))
+    for i, part in enumerate(("store_id", "sale_date")):
+        rows.append(dict(rows[i], **{part: None}, ods_seq=seqs.pop(), load_date=(first + dt.timedelta(days=i + 1)).isoformat()))
+    return rows
+
+
+def duckdb_snapshot(rows: list[dict], ds: str) -> list[tuple]:
+    """The as-of snapshot by its definition, in DuckDB SQL."""
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect()
+    con.register("changes", pd.DataFrame(rows))
+    return sorted(con.execute("""
+        SELECT store_id, sale_date, sales, receipts, ods_dt, ods_seq FROM (
+          SELECT *, row_number() OVER (PARTITION BY store_id, sale_date ORDER BY ods_dt DESC, ods_seq DESC) AS n
+          FROM changes
+          WHERE load_date <= $ds AND ods_dt < CAST($ds AS DATE) + INTERVAL 1 DAY
+            AND store_id IS NOT NULL AND sale_date IS NOT NULL)
+        WHERE n = 1 AND ods_type <> 'D'""", {"ds": ds}).fetchall())
+
+
+def test_composite_keys_incremental_and_full_against_duckdb(spark, warehouse):
+    sales_ods = tables.TABLES["ods.sales"]
+    rows = random_sales_changes(seed=2)
+    write_raw(spark, rows, entity="sales")
+    days = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    for ds in days:
+        result = snapshot(spark, "sales", ds, max_reject_share=1.0)
+        assert result.mode == ("full" if ds == days[0] else "incremental")
+        published = sorted(map(tuple, storage.read_partition(spark, sales_ods, ds, wh()).select(*sales_ods.columns).collect()))
+        assert published == duckdb_snapshot(rows, ds), ds
+    sales_state = tables.TABLES["state.sales"]
+    state = sorted(map(tuple, read_state(spark, "sales", ds, wh()).select(*sales_state.columns).collect()))
+    snapshot(spark, "sales", ds, mode="full", max_reject_share=1.0)
+    assert sorted(map(tuple, storage.read_partition(spark, sales_ods, ds, wh()).select(*sales_ods.columns).collect())) == published
+    assert sorted(map(tuple, read_state(spark, "sales", ds, wh()).select(*sales_state.columns).collect())) == state
+
+
 # --- determinism ---------------------------------------------------------------------------
 
 
@@ -577,6 +900,46 @@ def test_a_run_whose_previous_day_is_republished_meanwhile_runs_again_on_it(spar
     assert (snapshot_rows(spark, "2024-01-03"), snapshot_rows(spark, "2024-01-03", STATE)) == incremental
     for table in (ODS, STATE):  # the first attempt left no staging folder behind
         assert [n for n in os.listdir(table.path(wh())) if n.startswith("_staging")] == [], table.qualified
+
+
+# --- every snapshot validated ----------------------------------------------------------------
+
+
+def test_a_snapshot_outside_the_registry_is_validated_by_the_checks_of_its_keys(spark, warehouse, tmp_path, capsys):
+    from jobs.cli import main
+
+    source = tmp_path / "widgets"
+    schema = "shop int, sku string, price double, ods_dt timestamp, ods_seq bigint, ods_type string"
+    for day, rows in [("2024-01-01", [(1, "A", 5.0, ts("2024-01-01 10:00:00"), 1, "I"),
+                                      (1, "B", 6.0, ts("2024-01-01 10:00:00"), 2, "I"),
+                                      (2, "A", 7.0, ts("2024-01-01 11:00:00"), 3, "I")]),
+                      ("2024-01-02", [(2, "A", 8.0, ts("2024-01-02 10:00:00"), 4, "U")])]:
+        spark.createDataFrame(rows, schema).write.parquet(str(source / f"load_date={day}"))
+    ods = tables.Table("widgets", "ods", ("shop", "sku"), "")
+    command = ["snapshot", "--entity", "widgets", "--source", str(source), "--key", "shop,sku"]
+    assert main([*command, "--ds", "2024-01-01"]) == 0
+    results = [r for r in dq_rows(spark, "validation_results", "2024-01-01") if r["table_name"] == "ods.widgets"]
+    assert {(r["expectation"], r["column_name"]) for r in results} >= {
+        ("expect_column_values_to_not_be_null", "shop"), ("expect_column_values_to_not_be_null", "sku"),
+        ("expect_compound_columns_to_be_unique", "shop,sku"), ("expect_column_max_to_be_between", "ods_dt"),
+        ("expect_table_row_count_to_be_between", "")}
+    assert all(r["success"] for r in results) and storage.list_partitions(spark, ods, wh()) == ["2024-01-01"]
+    # The job's dedup leaves one row per key; a duplicate can still come in with the rows an
+    # incremental run carries over from ods(D-1): here a hand-edited partition that kept the
+    # sidecar naming the run of state(D-1), so the run trusts it.
+    run_id = json.loads(storage.read_text(spark, f"{ods.partition_path('2024-01-01', wh()).replace('/ods/', '/state/')}/"
+                                          f"{STATE_SIDECAR}"))["run_id"]
+    published = storage.read_partition(spark, tables.Table("widgets", "ods", (), "shop int, sku string, "
+                                                           "price double, ods_dt timestamp, ods_seq bigint"), "2024-01-01", wh())
+    storage.publish_partition(published.unionByName(published.where("sku = 'B'")).localCheckpoint(), ods, "2024-01-01", ctx=ctx_for(), check=None, sidecar={snapshot_job.SNAPSHOT_SIDECAR: json.dumps(
+                                  {"run_id": run_id})})
+    with pytest.raises(DataQualityError, match=r"ods.widgets ds=2024-01-02: .*expect_compound_columns_to_be_unique"):
+        build_snapshot(spark, "widgets", ctx_for("2024-01-02", run_id="dup"), source=str(source), keys=("shop", "sku"))
+    assert storage.list_partitions(spark, ods, wh()) == ["2024-01-01"]
+    assert not storage.path_exists(spark, f"{ods.path(wh()).replace('/ods/', '/state/')}/ds=2024-01-02")
+    refused = [(r["expectation"], r["success"]) for r in dq_rows(spark, "validation_results", "2024-01-02")
+               if r["run_id"] == "dup" and not r["success"]]
+    assert refused == [("expect_compound_columns_to_be_unique", False)]
 
 
 # --- command line --------------------------------------------------------------------------

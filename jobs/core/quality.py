@@ -3,7 +3,8 @@
 `storage.publish_partition` calls `gate(df, table, ds)` before it writes anything. The gate
 
   1. loads `expectations/<pipeline>/<zone>.<name>.json` (one suite per published table, reviewed like code;
-     every expectation carries meta.severity = critical | warning);
+     every expectation carries meta.severity = critical | warning); a table outside the registry
+     (an ods snapshot of a --source) gets one built from its keys instead (`key_suite`, `key_gate`);
   2. fills the suite's runtime parameters from ds and the warehouse: the row-count band against
      the previous published partition of the same table (`row_count_min` / `row_count_max`), the
      end of ds for ODS snapshots (`ods_dt_upper`) and the freshness floor (`ods_dt_fresh_since`);
@@ -163,6 +164,29 @@ def load_suite_config(table) -> dict | None:
     return suite
 
 
+def key_suite(table) -> dict:
+    """The suite of a table without a file of its own (a snapshot of an entity outside the
+    registry), in the form of the files: its key columns not null and unique, no ods_dt at or
+    after the end of ds, the row count against the previous partition."""
+    def check(kind: str, severity: str = "critical", **kwargs) -> dict:
+        return {"type": kind, "kwargs": kwargs, "meta": {"severity": severity}}
+
+    keys = list(table.keys)
+    expectations = [check("expect_column_values_to_not_be_null", column=k) for k in keys]
+    if len(keys) == 1:
+        expectations.append(check("expect_column_values_to_be_unique", column=keys[0]))
+    elif keys:
+        expectations.append(check("expect_compound_columns_to_be_unique", column_list=keys))
+    if "ods_dt" in table.columns:
+        expectations.append(check("expect_column_max_to_be_between", column="ods_dt",
+                                  max_value={"$PARAMETER": "ods_dt_upper"}, strict_max=True))
+    expectations += [
+        check("expect_table_row_count_to_be_between", min_value={"$PARAMETER": "row_count_min"}),
+        check("expect_table_row_count_to_be_between", "warning", max_value={"$PARAMETER": "row_count_max"}),
+    ]
+    return {"name": f"{table.qualified}.keys", "meta": {"table": table.qualified}, "expectations": expectations}
+
+
 def _build_suite(suite_config: dict, path: Path):
     import great_expectations as gx
 
@@ -268,8 +292,10 @@ def suite_parameters(suite_meta: dict, ds: str, previous: tuple[str, int] | None
 
 # ---------------------------------------------------------------------------------------- validation
 
-def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, record: bool = True) -> Verdict:
-    """Run the table's suite on `df` (the partition to publish); record and return the verdict.
+def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, record: bool = True,
+             suite_config: dict | None = None) -> Verdict:
+    """Run the table's suite (or `suite_config`, one built at run time) on `df` (the partition to
+    publish); record and return the verdict.
 
     Never raises for failed expectations (see `gate`); raises OstapError when the table has no
     suite or the suite is broken.
@@ -279,7 +305,10 @@ def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, recor
     started = time.perf_counter()
     root, run_id = ctx.warehouse, ctx.run_id
     ds = parse_ds(ds).isoformat()
-    suite_config = load_suite_config(table)
+    suite_file = f"expectations/{table.pipeline}/{table.qualified}.json"
+    if suite_config is not None:
+        suite_file = f"{suite_config['name']}, built at run time"
+    suite_config = suite_config or load_suite_config(table)
     if suite_config is None:
         raise DataQualityError(f"{table.qualified} has no expectation suite: every published table needs "
                                f"{suite_path(table)} (see the other files in {expectations_dir()})")
@@ -312,7 +341,7 @@ def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, recor
     _mask_personal_values(result, table.personal)
     checks = [_check(r, rows, previous, set(frame.columns)) for r in result.results]
     verdict = Verdict(table.qualified, ds, run_id, rows, previous, checks, 0.0,
-                      suite=f"expectations/{table.pipeline}/{table.qualified}.json")
+                      suite=suite_file)
     if record:
         _record(spark, verdict, root)
         verdict.docs_page = data_docs.write_page(spark, verdict, result, root)
@@ -331,6 +360,19 @@ def gate(df, table, ds: str, ctx: RunContext) -> None:
     if not table.published and not suite_path(table).exists():
         return None
     verdict = validate(df, table, ds, ctx)
+    for warning in verdict.failed_warnings:
+        log.warning("data quality warning %s ds=%s: %s", verdict.table, verdict.ds, warning.describe())
+    if not verdict.passed:
+        raise DataQualityError(verdict.error_message())
+    return None
+
+
+def key_gate(df, table, ds: str, ctx: RunContext) -> None:
+    """`gate` for a table outside the registry: with its suite file when it has one, otherwise
+    with key_suite(table), so that no partition is published unchecked."""
+    if suite_path(table).exists():
+        return gate(df, table, ds, ctx)
+    verdict = validate(df, table, ds, ctx, suite_config=key_suite(table))
     for warning in verdict.failed_warnings:
         log.warning("data quality warning %s ds=%s: %s", verdict.table, verdict.ds, warning.describe())
     if not verdict.passed:

@@ -9,20 +9,22 @@ import re
 
 from jobs.core import config, sqlfiles, storage, tables
 from jobs.core.errors import BadInputError
+from jobs.ods_snapshot import drift
 from jobs.ods_snapshot.spec import IDENTIFIER, Spec
 
 # --- input -------------------------------------------------------------------------------------
 
 
 def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] | None, root: str,
-                  landed_on: dt.date | None = None):
+                  landed_on: dt.date | None = None, as_of: dt.date | None = None):
     """(spec, change rows normalized to typed columns + ods_dt_text/ods_seq_text/load_date, has_load_date,
     day_only).
 
     With `landed_on`, a Parquet source with a load_date=<that day> folder is read from that folder
     alone (day_only True: its rows only, load_date still a column); one with load_date folders but
-    not that day's gives no rows (day_only True, the columns of its latest folder); otherwise the
-    whole source is read.
+    not that day's gives no rows (day_only True, the replica's columns); otherwise the
+    whole source is read. The load_date folders read (with `landed_on`, that day's; otherwise every
+    one up to `as_of`) are checked for schema drift first (drift.py).
     """
     if not entity or not IDENTIFIER.match(entity):
         raise BadInputError(f"--entity {entity!r}: expected a name of letters, digits and underscores")
@@ -46,7 +48,7 @@ def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] |
     if not keys:
         raise BadInputError(f"--entity {entity} is not in the table registry: pass --key COL[,COL] with --source")
 
-    day_only = False
+    day_only, ignored = False, []
     if source_format == "csv":
         df = (spark.read.option("header", True).option("inferSchema", True)
               .option("timestampFormat", "yyyy-MM-dd[ HH:mm:ss[.SSSSSS]]").csv(source))
@@ -59,9 +61,12 @@ def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] |
             # replica's history (a listing call per folder on HDFS or an object store).
             day_folder = latest_load_folder(spark, source)
         day_only = day_folder is not None
+        checked = ([] if nothing_landed else [f"load_date={landed_on}"]) if day_only else None
+        schema, ignored = drift.checked_schema(spark, entity, source, tuple(keys), checked, as_of)
+        reader = spark.read.schema(schema) if schema is not None else spark.read
         # basePath keeps load_date a column, as when the whole source is read.
-        df = (spark.read.option("basePath", source).parquet(day_folder) if day_only
-              else read_replica(spark, source))
+        df = (reader.option("basePath", source).parquet(day_folder) if day_only
+              else read_replica(spark, source, schema))
         if nothing_landed and day_only:
             df = df.limit(0)
     columns = set(df.columns)
@@ -81,12 +86,12 @@ def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] |
         if odd:
             raise BadInputError(f"{source}: column name(s) {', '.join(map(repr, odd))} are not plain identifiers")
         payload_ddl = ", ".join(f"{f.name} {f.dataType.simpleString()}" for f in fields)
-        # Not in the registry, so no expectation suite: the quality gate skips unpublished tables.
+        # Not in the registry, so no suite file: the job validates it with the checks of its keys.
         ods = tables.Table(entity, "ods", keys, f"{payload_ddl}, ods_dt timestamp, ods_seq bigint",
                            description=f"Snapshot of {entity} from {source}.", published=False)
         state = tables.Table(entity, "state", keys, f"{tables.CDC_COLUMNS}, {payload_ddl}", published=False,
                              description=f"Last change per key of {entity} from {source}.")
-    spec = Spec(entity, keys, payload_ddl, ods, state, source, source_format)
+    spec = Spec(entity, keys, payload_ddl, ods, state, source, source_format, ignored=tuple(ignored))
     return spec, normalize(df, spec), "load_date" in columns, day_only
 
 
@@ -98,7 +103,7 @@ def latest_load_folder(spark, source: str) -> str | None:
     return f"{source.rstrip('/')}/{days[-1]}" if days else None
 
 
-def read_replica(spark, source: str):
+def read_replica(spark, source: str, schema=None):
     """The Parquet source, its partition folders listed on the driver.
 
     Above spark.sql.sources.parallelPartitionDiscovery.threshold (32) folders Spark lists them
@@ -108,7 +113,7 @@ def read_replica(spark, source: str):
     from jobs.core.spark import session_settings
 
     with session_settings(spark, {"spark.sql.sources.parallelPartitionDiscovery.threshold": "10000"}):
-        return spark.read.parquet(source)
+        return (spark.read.schema(schema) if schema is not None else spark.read).parquet(source)
 
 
 def format_of(path: str) -> str:

@@ -69,6 +69,7 @@ class Spec:
     state: tables.Table
     source: str
     source_format: str  # parquet | csv
+    ignored: tuple[str, ...] = ()  # warnings of the replica's columns left out (drift.py)
 
     @property
     def payload(self) -> list[str]:
