@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from jobs.sales_forecast import forecast_models as fm
+from jobs.sales_forecast import forecast_prophet as fp
 
 REPO = Path(__file__).resolve().parents[1]
 # US retail sales from Prophet's examples, in the shared folder beside the repository (CI's too).
@@ -194,11 +195,11 @@ def test_chosen_model_beats_lin3_on_us_retail_sales():
     assert result.chosen in {"prophet", "ensemble", "snaive"}
 
 
-def _prophet_itself(y, months, horizon, settings: fm.ProphetSettings) -> np.ndarray:
+def _prophet_itself(y, months, horizon, settings: fp.ProphetSettings) -> np.ndarray:
     """The forecast of Prophet's own fit and predict, configured as the job configures it."""
     from prophet import Prophet
 
-    fm.quiet_prophet_logs()
+    fp.quiet_prophet_logs()
     model = Prophet(growth="linear", yearly_seasonality=settings.yearly_order, weekly_seasonality=False,
                     daily_seasonality=False, seasonality_mode=settings.seasonality_mode,
                     n_changepoints=min(settings.n_changepoints, len(y) - 2),
@@ -207,14 +208,14 @@ def _prophet_itself(y, months, horizon, settings: fm.ProphetSettings) -> np.ndar
     future = pd.DataFrame({"ds": pd.date_range(months[-1] + pd.offsets.MonthBegin(1), periods=horizon, freq="MS")})
     if settings.holidays_country:
         model.add_regressor("holiday_count", mode="additive")
-        history["holiday_count"] = fm.holiday_counts(settings.holidays_country, months)
-        future["holiday_count"] = fm.holiday_counts(settings.holidays_country, pd.DatetimeIndex(future["ds"]))
-    model.fit(history, algorithm=settings.algorithm, seed=fm.STAN_SEED)
+        history["holiday_count"] = fp.holiday_counts(settings.holidays_country, months)
+        future["holiday_count"] = fp.holiday_counts(settings.holidays_country, pd.DatetimeIndex(future["ds"]))
+    model.fit(history, algorithm=settings.algorithm, seed=fp.STAN_SEED)
     return model.predict(future)["yhat"].to_numpy()
 
 
-@pytest.mark.parametrize("settings", [fm.ProphetSettings(),
-                                      fm.ProphetSettings(seasonality_mode="additive", holidays_country="US")],
+@pytest.mark.parametrize("settings", [fp.ProphetSettings(),
+                                      fp.ProphetSettings(seasonality_mode="additive", holidays_country="US")],
                          ids=["multiplicative", "additive+holidays"])
 def test_fast_prophet_path_equals_prophet_fit_and_predict(settings):
     retail = _retail()
@@ -222,17 +223,17 @@ def test_fast_prophet_path_equals_prophet_fit_and_predict(settings):
         history = retail[-months - 7:-7]
         y, index = history.to_numpy(), pd.DatetimeIndex(history.index)
         expected = _prophet_itself(y, index, 3, settings)
-        assert fm.prophet_forecast(y, index, 3, settings) == pytest.approx(expected, rel=1e-9)
+        assert fp.prophet_forecast(y, index, 3, settings) == pytest.approx(expected, rel=1e-9)
     flat = np.full(30, 5.0)  # Prophet skips Stan for a constant series; so must the fast path
     index = pd.date_range("2020-01-01", periods=30, freq="MS")
-    assert fm.prophet_forecast(flat, index, 2, settings).tolist() == pytest.approx([5.0, 5.0])
+    assert fp.prophet_forecast(flat, index, 2, settings).tolist() == pytest.approx([5.0, 5.0])
 
 
 def test_warm_started_backtest_fits_reach_the_cold_optimum():
     history = _retail()[-48:]
     warm = fm.forecast_store(history, fm.ForecastSettings(models=("prophet",)))
     cold = fm.forecast_store(history, fm.ForecastSettings(
-        models=("prophet",), prophet=fm.ProphetSettings(warm_start=False)))
+        models=("prophet",), prophet=fp.ProphetSettings(warm_start=False)))
     assert warm.timings["prophet"] and len(warm.timings["prophet"]) == 7  # 6 origins + the final fit
     assert warm.forecasts.yhat.to_numpy() == pytest.approx(cold.forecasts.yhat.to_numpy(), rel=0.01)
     assert warm.backtest.wape.iloc[0] == pytest.approx(cold.backtest.wape.iloc[0], abs=0.005)
