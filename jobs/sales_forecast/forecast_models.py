@@ -24,6 +24,12 @@ Champion: among the models that fitted the full history and ran on as many origi
 best-covered model, the lowest backtest WAPE (ties: MODEL_ORDER). Without any backtest
 evidence (short history, all-zero store) the champion is the analysts' lin3, else naive.
 
+Which stores are forecast (`store_status`; jobs/sales_forecast/README.md): a store's history
+starts at its first month with sales, without that month when it opened after the 1st (partial);
+a store without sales in the last `closed_after` months is closed and one without a full month of
+sales has no history (neither gets forecast rows); one with fewer than `min_history` full months
+gets the baseline only (lin3, or naive below 3 months). Every store gets a kind='store' row.
+
 Forecasts are floored at zero (returns can make a month negative; a plan cannot be).
 Intervals (80%) come from each model's own backtest errors per horizon step (RMSE), which
 is cheap and honest for every model alike; Prophet's sampling is therefore switched off.
@@ -34,7 +40,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -46,13 +52,15 @@ MIN_MONTHS = {"lin3": 3, "naive": 1, "snaive": 12, "ets": 24, "prophet": 25, "en
 ENSEMBLE_PARTS = ("prophet", "snaive")
 Z80 = 1.2815515655446004  # two-sided 80% normal interval
 
-# Internal result of one store: forecast rows and backtest rows in one frame (kind tells
-# them apart), plus the sums the driver needs for overall errors and fit timings.
+STATUSES = ("forecast", "short_history", "closed", "no_history")
+
+# Internal result of one store: its status row, forecast rows and backtest rows in one frame
+# (kind tells them apart), plus the sums the driver needs for overall errors and fit timings.
 RESULT_SCHEMA = (
     "kind string, store_id int, model string, month date, yhat double, yhat_lower double, "
     "yhat_upper double, chosen boolean, origins int, mape double, wape double, abs_error double, "
     "abs_actual double, ape_sum double, ape_count int, fits int, fit_seconds double, cpu_seconds double, "
-    "history_months int, note string"
+    "history_months int, note string, status string, first_month date, last_sales_month date"
 )
 RESULT_COLUMNS = [part.strip().split(" ")[0] for part in RESULT_SCHEMA.split(",")]
 
@@ -63,6 +71,8 @@ class ForecastSettings:
     origins: int = 6
     models: tuple[str, ...] = MODEL_ORDER
     prophet: ProphetSettings = field(default_factory=ProphetSettings)
+    closed_after: int = 1  # whole months without sales before the forecast month that mark a store closed
+    min_history: int = 6  # full months below which a store gets the baseline only
 
 
 # ---------------------------------------------------------------- models
@@ -207,16 +217,33 @@ class StoreResult:
     timings: dict[str, list[tuple[float, float]]]  # model -> (wall, cpu) seconds per fit
 
 
-def monthly_history(months: pd.Series, sales: pd.Series, target_month: pd.Timestamp) -> pd.Series:
-    """Sales per calendar month from the store's first month to the month before target_month;
-    months without any sales row count as zero."""
-    frame = pd.DataFrame({"month": pd.to_datetime(months), "sales": sales.astype(float)})
+def monthly_history(months: pd.Series, sales: pd.Series, target_month: pd.Timestamp,
+                    first_sale: pd.Series | None = None) -> pd.Series:
+    """Sales per calendar month from the store's opening month to the month before target_month;
+    months without any sales row count as zero. The opening month is the first with sales (rows of
+    zeros before it are not history); it is left out when `first_sale` (each month's first day with
+    sales) shows it began after the 1st, as a partial month would drag every model down."""
+    frame = pd.DataFrame({"month": pd.to_datetime(months).to_numpy(), "sales": sales.astype(float).to_numpy()})
     frame = frame[frame["month"] < target_month]
-    if frame.empty:
-        return pd.Series(dtype=float)
     per_month = frame.groupby("month")["sales"].sum()
-    index = pd.date_range(per_month.index.min(), target_month - pd.offsets.MonthBegin(1), freq="MS")
+    start = opening_month(per_month)
+    if start is not None and first_sale is not None:
+        if _partial(first_sale[(pd.to_datetime(months) == start).to_numpy()]):
+            start += pd.offsets.MonthBegin(1)
+    if start is None or start >= target_month:
+        return pd.Series(dtype=float)
+    index = pd.date_range(start, target_month - pd.offsets.MonthBegin(1), freq="MS")
     return per_month.reindex(index, fill_value=0.0).astype(float)
+
+
+def opening_month(per_month: pd.Series) -> pd.Timestamp | None:
+    sold = per_month[per_month > 0]
+    return None if sold.empty else pd.Timestamp(sold.index.min())
+
+
+def _partial(first_sale: pd.Series) -> bool:
+    day = pd.to_datetime(first_sale).min()
+    return bool(pd.notna(day) and day.day > 1)
 
 
 def forecast_store(history: pd.Series, settings: ForecastSettings) -> StoreResult:
@@ -309,14 +336,61 @@ def step_sigma(pairs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, horizo
 
 # ---------------------------------------------------------------- the applyInPandas function
 
+@dataclass
+class StoreStatus:
+    status: str  # one of STATUSES
+    history: pd.Series  # the first full month to the month before ds (what the models see)
+    last_sales_month: pd.Timestamp | None
+    notes: list[str]
+    baseline: str | None = None  # the only model of a short_history store
+
+
+def store_status(pdf: pd.DataFrame, target_month: pd.Timestamp, settings: ForecastSettings) -> StoreStatus:
+    """What becomes of one store (its monthly rows: month, sales, optionally first_sale), and why."""
+    first_sale = pdf["first_sale"] if "first_sale" in pdf.columns else None
+    history = monthly_history(pdf["month"], pdf["sales"], target_month, first_sale)
+    months = pd.to_datetime(pdf["month"])
+    before = pdf[(months < target_month).to_numpy()]
+    per_month = before.groupby(pd.to_datetime(before["month"]))["sales"].sum()
+    sold = per_month[per_month > 0]
+    label = f"{target_month:%Y-%m}"
+    if sold.empty:
+        return StoreStatus("no_history", history, None, [f"no sales before {label}"])
+    last = pd.Timestamp(sold.index.max())
+    idle = (target_month.year - last.year) * 12 + target_month.month - last.month - 1
+    if idle >= settings.closed_after:
+        return StoreStatus("closed", history, last, [f"no sales in the {idle} month{'s' if idle > 1 else ''} "
+                                                     f"before {label} (last sales in {last:%Y-%m})"])
+    opened = opening_month(per_month)
+    notes = []
+    if history.empty or history.index[0] > opened:  # only a partial opening month moves the start
+        day = pd.to_datetime(first_sale[(months == opened).to_numpy()]).min().date()
+        if history.empty:
+            return StoreStatus("no_history", history, last,
+                               [f"opened on {day}: no full month of sales before {label}"])
+        notes.append(f"opening month {opened:%Y-%m} left out (first sale on {day})")
+    if len(history) < settings.min_history:
+        baseline = "lin3" if len(history) >= MIN_MONTHS["lin3"] else "naive"
+        notes.append(f"{len(history)} full month{'s' if len(history) > 1 else ''} of history "
+                     f"(fewer than {settings.min_history}): the baseline {baseline} only")
+        return StoreStatus("short_history", history, last, notes, baseline)
+    return StoreStatus("forecast", history, last, notes)
+
+
 def fit_store_frame(pdf: pd.DataFrame, target_month: pd.Timestamp, settings: ForecastSettings) -> pd.DataFrame:
-    """One store's monthly rows (store_id, month, sales) in, RESULT_SCHEMA rows out."""
+    """One store's monthly rows (store_id, month, sales[, first_sale]) in, RESULT_SCHEMA rows out."""
     store_id = int(pdf["store_id"].iloc[0])
-    history = monthly_history(pdf["month"], pdf["sales"], target_month)
-    if history.empty:
-        return pd.DataFrame([dict(kind="skipped", store_id=store_id, history_months=0,
-                                  note="no history before the forecast month")], columns=RESULT_COLUMNS)
+    state = store_status(pdf, target_month, settings)
+    history = state.history
+    store_row = dict(kind="store", store_id=store_id, status=state.status, history_months=len(history),
+                     first_month=history.index[0].date() if len(history) else None,
+                     last_sales_month=state.last_sales_month.date() if state.last_sales_month else None)
+    if state.status in ("closed", "no_history"):
+        return _typed(pd.DataFrame([dict(store_row, note="; ".join(state.notes))]).reindex(columns=RESULT_COLUMNS))
+    if state.baseline:
+        settings = replace(settings, models=(state.baseline,))
     result = forecast_store(history, settings)
+    store_row.update(model=result.chosen, note="; ".join(state.notes + result.notes) or None)
     note = "; ".join(result.notes) or None
     fc = result.forecasts.assign(kind="forecast", store_id=store_id, history_months=len(history), note=note)
     bt = result.backtest.assign(kind="backtest", store_id=store_id, history_months=len(history), note=note)
@@ -324,9 +398,15 @@ def fit_store_frame(pdf: pd.DataFrame, target_month: pd.Timestamp, settings: For
                         fit_seconds=float(sum(w for w, _ in seconds)), cpu_seconds=float(sum(c for _, c in seconds)),
                         history_months=len(history))
                    for name, seconds in sorted(result.timings.items())]
-    out = pd.concat([fc, bt, pd.DataFrame(timing_rows)], ignore_index=True)
-    out = out.reindex(columns=RESULT_COLUMNS)
+    out = pd.concat([pd.DataFrame([store_row]), fc, bt, pd.DataFrame(timing_rows)], ignore_index=True)
+    return _typed(out.reindex(columns=RESULT_COLUMNS))
+
+
+def _typed(out: pd.DataFrame) -> pd.DataFrame:
     for col in ("origins", "ape_count", "fits", "history_months", "store_id"):
         out[col] = out[col].astype("Int32")
     out["chosen"] = out["chosen"].astype("boolean")
+    # A column that is all NaN is float to pandas, which Arrow will not turn into dates or strings.
+    for col in ("model", "month", "note", "status", "first_month", "last_sales_month"):
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
     return out
