@@ -422,6 +422,52 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
     again.result.unpersist()
 
 
+def test_closed_and_new_stores_through_the_job_and_a_rerun_gives_the_same_partitions(spark, warehouse, tmp_path,
+                                                                                       capsys, monkeypatch):
+    from jobs.cli import main
+    from jobs.core.tables import TABLES
+
+    monkeypatch.setenv("OSTAP_DQ_DATA_DOCS", "0")  # eight publishes: the suites run, their pages are skipped
+    ds = "2024-06-01"
+    sales = _daily_sales({11: 14, 12: 30})
+    rows = [r for r in sales.itertuples(index=False) if not (r.store_id == 12 and r.sale_date >= dt.date(2024, 3, 1))]
+    # 13: a dense feed (zeros every month from 2022-01), opens on 2023-09-20, then 8 full months;
+    # 14: opens on 2024-05-12 (no full month yet); 15: opens on 2024-01-10, 4 full months.
+    for store, opened in ((13, dt.date(2023, 9, 20)), (14, dt.date(2024, 5, 12)), (15, dt.date(2024, 1, 10))):
+        for month in pd.date_range("2022-01-01", "2024-05-01", freq="MS"):
+            for day in (month.date(), opened.replace(year=month.year, month=month.month)):
+                rows.append((store, day, 500.0 + month.month if day >= opened else 0.0, 1))
+    csv = tmp_path / "sales.csv"
+    pd.DataFrame(rows, columns=sales.columns).drop_duplicates(["store_id", "sale_date"]).to_csv(csv, index=False)
+
+    def run_and_read():
+        assert main(["forecast", "--ds", ds, "--sales", str(csv), "--origins", "2", "--partitions", "2"]) == 0
+        return {name: pd.read_parquet(TABLES[name].partition_path(ds)).sort_values(
+                    list(TABLES[name].keys)).reset_index(drop=True)
+                for name in ("marts.sales_forecast", "marts.forecast_backtest", "marts.sales_plan",
+                             "marts.forecast_stores")}
+
+    first = run_and_read()
+    assert "3 stores forecast (1 on a short history: baseline only), 1 closed, 1 without history" \
+        in capsys.readouterr().out
+    stores = first["marts.forecast_stores"].set_index("store_id")
+    assert stores.status.to_dict() == {11: "forecast", 12: "closed", 13: "forecast", 14: "no_history",
+                                       15: "short_history"}
+    assert stores.loc[12, "note"] == "no sales in the 3 months before 2024-06 (last sales in 2024-02)"
+    assert str(stores.loc[13, "first_month"]) == "2023-10-01" and stores.loc[13, "history_months"] == 8
+    assert stores.loc[15, "chosen_model"] == "lin3" and pd.isna(stores.loc[12, "chosen_model"])
+    # the closed store and the one without a full month have no forecast, backtest or plan rows
+    for name in ("marts.sales_forecast", "marts.forecast_backtest", "marts.sales_plan"):
+        assert set(first[name].store_id) == {11, 13, 15}, name
+
+    second = run_and_read()
+    for name, frame in first.items():
+        pd.testing.assert_frame_equal(second[name], frame, check_exact=True, obj=name)
+    for name in first:
+        folder = Path(TABLES[name].partition_path(ds)).parent
+        assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == [f"ds={ds}"], name
+
+
 def test_bad_input_names_the_column_and_rows(spark, warehouse, tmp_path, capsys):
     from jobs.cli import main
 
