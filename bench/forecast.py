@@ -35,7 +35,7 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jobs.sales_forecast import forecast_models as fm  # noqa: E402
+from jobs.sales_forecast import forecast_prophet as fp  # noqa: E402
 from jobs.sales_forecast.forecast import fit_stores  # noqa: E402
 from jobs.sales_forecast.forecast_models import ForecastSettings  # noqa: E402
 
@@ -64,7 +64,7 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def prophet_itself(y: np.ndarray, months: pd.DatetimeIndex, horizon: int, settings: fm.ProphetSettings) -> np.ndarray:
+def prophet_itself(y: np.ndarray, months: pd.DatetimeIndex, horizon: int, settings: fp.ProphetSettings) -> np.ndarray:
     """What the job ran before: Prophet's own fit and predict, configured as the job does."""
     from prophet import Prophet
 
@@ -72,19 +72,19 @@ def prophet_itself(y: np.ndarray, months: pd.DatetimeIndex, horizon: int, settin
                     daily_seasonality=False, seasonality_mode=settings.seasonality_mode,
                     n_changepoints=min(settings.n_changepoints, len(y) - 2),
                     changepoint_prior_scale=settings.changepoint_prior_scale, uncertainty_samples=0)
-    model.fit(pd.DataFrame({"ds": months, "y": y}), algorithm=settings.algorithm, seed=fm.STAN_SEED)
+    model.fit(pd.DataFrame({"ds": months, "y": y}), algorithm=settings.algorithm, seed=fp.STAN_SEED)
     future = pd.DataFrame({"ds": pd.date_range(months[-1] + pd.offsets.MonthBegin(1), periods=horizon, freq="MS")})
     try:
         return model.predict(future)["yhat"].to_numpy()
     finally:
-        fm._remove_stan_files(model.stan_backend)
+        fp._remove_stan_files(model.stan_backend)
 
 
 def reference(data: pd.DataFrame, stores: int, horizon: int, origins: int) -> None:
     """Per-fit cost of the three ways to fit Prophet on the same backtest cuts, interleaved
     store by store so that all three see the same machine load."""
-    fm.quiet_prophet_logs()
-    settings = fm.ProphetSettings()
+    fp.quiet_prophet_logs()
+    settings = fp.ProphetSettings()
     totals = {"Prophet fit+predict": [0.0, 0.0, 0], "fast path, cold": [0.0, 0.0, 0],
               "fast path, warm (job)": [0.0, 0.0, 0]}
     for _, store in list(data.groupby("store_id"))[:stores]:
@@ -98,7 +98,7 @@ def reference(data: pd.DataFrame, stores: int, horizon: int, origins: int) -> No
                 if name.startswith("Prophet"):
                     prophet_itself(y[:cut], months[:cut], horizon, settings)
                 else:
-                    fm.prophet_forecast(y[:cut], months[:cut], horizon, settings, warm if "warm" in name else None)
+                    fp.prophet_forecast(y[:cut], months[:cut], horizon, settings, warm if "warm" in name else None)
                 totals[name][0] += time.perf_counter() - wall
                 totals[name][1] += _cpu_seconds() - cpu
                 totals[name][2] += 1

@@ -28,7 +28,8 @@ with DAG(
         "forecast_sales", "forecast", "--ds", "{{ ds }}",
         "--horizon", "{{ params.horizon }}", "--ambition", "{{ params.ambition }}",
         pipeline="sales_forecast",
-        outlets=[asset("marts.sales_forecast"), asset("marts.forecast_backtest"), asset("marts.sales_plan")],
+        outlets=[asset("marts.sales_forecast"), asset("marts.forecast_backtest"), asset("marts.sales_plan"),
+                 asset("marts.forecast_stores")],
     )
     published = EmptyOperator(task_id="published")
     snapshots >> forecast >> published

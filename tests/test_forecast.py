@@ -14,6 +14,7 @@ import pytest
 from helpers import ctx_for, wh  # noqa: E402
 
 from jobs.sales_forecast import forecast_models as fm
+from jobs.sales_forecast import forecast_prophet as fp
 
 REPO = Path(__file__).resolve().parents[1]
 # US retail sales from Prophet's examples, in the shared folder beside the repository (CI's too).
@@ -157,7 +158,95 @@ def test_zero_and_negative_months_never_crash():
 def test_fit_store_frame_reports_a_store_without_history():
     pdf = pd.DataFrame({"store_id": [9], "month": [pd.Timestamp("2024-06-01")], "sales": [5.0]})
     out = fm.fit_store_frame(pdf, pd.Timestamp("2024-06-01"), fm.ForecastSettings())
-    assert out.kind.tolist() == ["skipped"] and out.columns.tolist() == fm.RESULT_COLUMNS
+    assert out.kind.tolist() == ["store"] and out.columns.tolist() == fm.RESULT_COLUMNS
+    assert out.status.tolist() == ["no_history"] and out.note.tolist() == ["no sales before 2024-06"]
+
+
+# ---------------------------------------------------------------- stores that close or open
+
+TARGET = pd.Timestamp("2024-06-01")
+
+
+def _monthly_rows(store_id: int, start: str, values, first_sale: dict | None = None) -> pd.DataFrame:
+    """A store's rows as forecast_monthly.sql gives them: month, its sum, its first day with sales
+    (the 1st unless `first_sale` maps the month to a later day)."""
+    months = pd.date_range(start, periods=len(values), freq="MS")
+    first = [(first_sale or {}).get(m.strftime("%Y-%m-%d"), m.strftime("%Y-%m-%d")) if v > 0 else None
+             for m, v in zip(months, values, strict=True)]
+    return pd.DataFrame({"store_id": store_id, "month": months.date, "sales": np.asarray(values, dtype=float),
+                         "first_sale": [dt.date.fromisoformat(d) if d else None for d in first]})
+
+
+def _only_store_row(out: pd.DataFrame) -> pd.Series:
+    rows = out[out.kind == "store"]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+def test_a_closed_store_gets_no_forecast_rows_and_a_status_saying_why():
+    seasonal = list(1000 + 300 * np.sin(np.arange(26) * 2 * np.pi / 12))  # 2022-01 .. 2024-02
+    settings = fm.ForecastSettings(origins=2)
+    # Nothing sold from March to May 2024: whether the feed sends rows of zeros or no rows at all,
+    # snaive and Prophet would still forecast last year's level for a store that is gone.
+    for tail in ([0.0, 0.0, 0.0], []):
+        out = fm.fit_store_frame(_monthly_rows(7, "2022-01-01", seasonal + tail), TARGET, settings)
+        assert out.kind.tolist() == ["store"]
+        row = out.iloc[0]
+        assert row.status == "closed" and pd.isna(row.model)
+        assert str(row.last_sales_month) == "2024-02-01" and str(row.first_month) == "2022-01-01"
+        assert row.note == "no sales in the 3 months before 2024-06 (last sales in 2024-02)"
+    # One whole month without sales is enough by default; closed_after relaxes it.
+    one_empty = _monthly_rows(7, "2022-01-01", seasonal + [900.0, 950.0, 0.0])
+    assert _only_store_row(fm.fit_store_frame(one_empty, TARGET, settings)).status == "closed"
+    relaxed = fm.fit_store_frame(one_empty, TARGET, fm.ForecastSettings(origins=2, closed_after=2))
+    assert _only_store_row(relaxed).status == "forecast" and (relaxed.kind == "forecast").any()
+
+
+def test_a_store_opened_inside_the_history_is_forecast_from_its_own_full_months():
+    # A dense feed: rows of zeros for a year, the store opens on 2022-03-20 (a partial month),
+    # then 26 full months.
+    own = list(1000 + 10 * np.arange(26) + 200 * np.sin(np.arange(26) * 2 * np.pi / 12))
+    values = [0.0] * 12 + [300.0] + own  # 2021-03 .. 2022-02 zeros, 2022-03 partial, 2022-04 .. 2024-05
+    pdf = _monthly_rows(8, "2021-03-01", values, first_sale={"2022-03-01": "2022-03-20"})
+    settings = fm.ForecastSettings(origins=2)
+    out = fm.fit_store_frame(pdf, TARGET, settings)
+    row = _only_store_row(out)
+    assert row.status == "forecast" and row.history_months == 26 and str(row.first_month) == "2022-04-01"
+    assert "opening month 2022-03 left out (first sale on 2022-03-20)" in row.note
+    # The models saw the store's own 26 full months, no zeros before it opened, no partial month:
+    # every model's forecast (Prophet's included) is the one of that series alone.
+    alone = fm.forecast_store(_series(own, start="2022-04-01"), settings)
+    got = out[out.kind == "forecast"].sort_values(["model", "month"])
+    want = alone.forecasts.sort_values(["model", "month"])
+    assert set(got.model) == set(fm.MODEL_ORDER)
+    assert got.yhat.tolist() == pytest.approx(want.yhat.tolist(), rel=1e-9)
+    assert row.model == alone.chosen
+    prophet = got[got.model == "prophet"].yhat
+    assert prophet.between(0.8 * min(own), 1.2 * max(own)).all()
+
+
+def test_a_store_with_little_history_gets_only_the_baseline_and_is_flagged():
+    settings = fm.ForecastSettings(origins=6)
+    assert settings.min_history == 6
+    # Opened on 2024-01-10: January is partial, February to May are 4 full months.
+    pdf = _monthly_rows(9, "2024-01-01", [400.0, 1000, 1100, 1150, 1300], first_sale={"2024-01-01": "2024-01-10"})
+    out = fm.fit_store_frame(pdf, TARGET, settings)
+    row = _only_store_row(out)
+    assert row.status == "short_history" and row.history_months == 4 and row.model == "lin3"
+    assert "4 full months of history (fewer than 6): the baseline lin3 only" in row.note
+    fc = out[out.kind == "forecast"]
+    assert set(fc.model) == {"lin3"} and fc.chosen.all()
+    assert fc.yhat.tolist() == pytest.approx(fm.lin3(np.array([1100.0, 1150, 1300]), 3).tolist())
+    assert out[out.kind == "backtest"].model.tolist() == ["lin3"]
+    # Two full months: the last one repeated (lin3 needs three), flagged the same way.
+    two = fm.fit_store_frame(_monthly_rows(9, "2024-04-01", [1000.0, 1200]), TARGET, settings)
+    assert _only_store_row(two).status == "short_history" and _only_store_row(two).model == "naive"
+    assert two[two.kind == "forecast"].yhat.tolist() == [1200.0] * 3
+    # Opened in May: no full month yet, so no forecast rather than a partial month repeated.
+    new = fm.fit_store_frame(_monthly_rows(9, "2024-05-01", [500.0], first_sale={"2024-05-01": "2024-05-12"}),
+                             TARGET, settings)
+    assert new.kind.tolist() == ["store"] and new.status.tolist() == ["no_history"]
+    assert new.note.tolist() == ["opened on 2024-05-12: no full month of sales before 2024-06"]
 
 
 # ---------------------------------------------------------------- Prophet on real data
@@ -195,11 +284,11 @@ def test_chosen_model_beats_lin3_on_us_retail_sales():
     assert result.chosen in {"prophet", "ensemble", "snaive"}
 
 
-def _prophet_itself(y, months, horizon, settings: fm.ProphetSettings) -> np.ndarray:
+def _prophet_itself(y, months, horizon, settings: fp.ProphetSettings) -> np.ndarray:
     """The forecast of Prophet's own fit and predict, configured as the job configures it."""
     from prophet import Prophet
 
-    fm.quiet_prophet_logs()
+    fp.quiet_prophet_logs()
     model = Prophet(growth="linear", yearly_seasonality=settings.yearly_order, weekly_seasonality=False,
                     daily_seasonality=False, seasonality_mode=settings.seasonality_mode,
                     n_changepoints=min(settings.n_changepoints, len(y) - 2),
@@ -208,14 +297,14 @@ def _prophet_itself(y, months, horizon, settings: fm.ProphetSettings) -> np.ndar
     future = pd.DataFrame({"ds": pd.date_range(months[-1] + pd.offsets.MonthBegin(1), periods=horizon, freq="MS")})
     if settings.holidays_country:
         model.add_regressor("holiday_count", mode="additive")
-        history["holiday_count"] = fm.holiday_counts(settings.holidays_country, months)
-        future["holiday_count"] = fm.holiday_counts(settings.holidays_country, pd.DatetimeIndex(future["ds"]))
-    model.fit(history, algorithm=settings.algorithm, seed=fm.STAN_SEED)
+        history["holiday_count"] = fp.holiday_counts(settings.holidays_country, months)
+        future["holiday_count"] = fp.holiday_counts(settings.holidays_country, pd.DatetimeIndex(future["ds"]))
+    model.fit(history, algorithm=settings.algorithm, seed=fp.STAN_SEED)
     return model.predict(future)["yhat"].to_numpy()
 
 
-@pytest.mark.parametrize("settings", [fm.ProphetSettings(),
-                                      fm.ProphetSettings(seasonality_mode="additive", holidays_country="US")],
+@pytest.mark.parametrize("settings", [fp.ProphetSettings(),
+                                      fp.ProphetSettings(seasonality_mode="additive", holidays_country="US")],
                          ids=["multiplicative", "additive+holidays"])
 def test_fast_prophet_path_equals_prophet_fit_and_predict(settings):
     retail = _retail()
@@ -223,17 +312,17 @@ def test_fast_prophet_path_equals_prophet_fit_and_predict(settings):
         history = retail[-months - 7:-7]
         y, index = history.to_numpy(), pd.DatetimeIndex(history.index)
         expected = _prophet_itself(y, index, 3, settings)
-        assert fm.prophet_forecast(y, index, 3, settings) == pytest.approx(expected, rel=1e-9)
+        assert fp.prophet_forecast(y, index, 3, settings) == pytest.approx(expected, rel=1e-9)
     flat = np.full(30, 5.0)  # Prophet skips Stan for a constant series; so must the fast path
     index = pd.date_range("2020-01-01", periods=30, freq="MS")
-    assert fm.prophet_forecast(flat, index, 2, settings).tolist() == pytest.approx([5.0, 5.0])
+    assert fp.prophet_forecast(flat, index, 2, settings).tolist() == pytest.approx([5.0, 5.0])
 
 
 def test_warm_started_backtest_fits_reach_the_cold_optimum():
     history = _retail()[-48:]
     warm = fm.forecast_store(history, fm.ForecastSettings(models=("prophet",)))
     cold = fm.forecast_store(history, fm.ForecastSettings(
-        models=("prophet",), prophet=fm.ProphetSettings(warm_start=False)))
+        models=("prophet",), prophet=fp.ProphetSettings(warm_start=False)))
     assert warm.timings["prophet"] and len(warm.timings["prophet"]) == 7  # 6 origins + the final fit
     assert warm.forecasts.yhat.to_numpy() == pytest.approx(cold.forecasts.yhat.to_numpy(), rel=0.01)
     assert warm.backtest.wape.iloc[0] == pytest.approx(cold.backtest.wape.iloc[0], abs=0.005)
@@ -290,9 +379,12 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
             list(TABLES[name].keys)).reset_index(drop=True)
 
     forecast, backtest, plan = read("marts.sales_forecast"), read("marts.forecast_backtest"), read("marts.sales_plan")
+    stores = read("marts.forecast_stores")
     assert forecast.columns.tolist() == TABLES["marts.sales_forecast"].columns
     assert sorted(forecast.month.astype(str).unique()) == ["2024-06-01", "2024-07-01", "2024-08-01"]
     # models per store follow the history: 30 months -> all; 14 -> no prophet; 2 -> naive only
+    assert stores.set_index("store_id").status.to_dict() == {
+        1: "forecast", 2: "forecast", 3: "short_history", 4: "no_history"}
     models = forecast.groupby("store_id").model.agg(lambda s: set(s)).to_dict()
     assert models[1] == set(fm.MODEL_ORDER)
     assert models[2] == {"lin3", "naive", "snaive"}
@@ -302,12 +394,12 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
     assert all(len(m) == 1 for m in chosen_fc)
     chosen_bt = backtest[backtest.chosen].set_index("store_id").model
     assert {s: next(iter(m)) for s, m in chosen_fc.items()} == chosen_bt.to_dict()
-    # the store with 2 months: every model row is there, origins 0 says why
-    assert backtest[backtest.store_id == 3].origins.tolist() == [0] * len(fm.MODEL_ORDER)
-    assert backtest[backtest.store_id == 4].wape.isna().all()  # all-zero store: undefined, no crash
-    # plan = chosen forecast x ambition, one row per store and month
+    # the store with 2 months: the baseline only, without a backtest origin
+    assert backtest[backtest.store_id == 3][["model", "origins"]].values.tolist() == [["naive", 0]]
+    assert 4 not in set(forecast.store_id) | set(backtest.store_id)  # all-zero store: no sales, no forecast
+    # plan = chosen forecast x ambition, one row per forecast store and month
     merged = plan.merge(forecast[forecast.chosen], on=["store_id", "month"])
-    assert len(plan) == 4 * 3 and len(merged) == len(plan)
+    assert len(plan) == 3 * 3 and len(merged) == len(plan)
     assert np.allclose(merged.plan, merged.yhat * 1.1) and (merged.forecast == merged.yhat).all()
     # the June rows of 1e6 are not history
     assert forecast.yhat.max() < 1e5
@@ -325,10 +417,56 @@ def test_forecast_job_end_to_end_from_ods_and_from_a_file(spark, warehouse, tmp_
     settings = fm.ForecastSettings(horizon=3, origins=2)
     again = fit_stores(spark, typed, dt.date(2024, 6, 15), settings, ambition=1.1, partitions=2)
     for name, published in (("marts.sales_forecast", forecast), ("marts.forecast_backtest", backtest),
-                            ("marts.sales_plan", plan)):
+                            ("marts.sales_plan", plan), ("marts.forecast_stores", stores)):
         rerun = again.tables[name].toPandas().sort_values(list(TABLES[name].keys)).reset_index(drop=True)
         pd.testing.assert_frame_equal(rerun, published, check_dtype=False)
     again.result.unpersist()
+
+
+def test_closed_and_new_stores_through_the_job_and_a_rerun_gives_the_same_partitions(spark, warehouse, tmp_path,
+                                                                                       capsys, monkeypatch):
+    from jobs.cli import main
+    from jobs.core.tables import TABLES
+
+    monkeypatch.setenv("OSTAP_DQ_DATA_DOCS", "0")  # eight publishes: the suites run, their pages are skipped
+    ds = "2024-06-01"
+    sales = _daily_sales({11: 14, 12: 30})
+    rows = [r for r in sales.itertuples(index=False) if not (r.store_id == 12 and r.sale_date >= dt.date(2024, 3, 1))]
+    # 13: a dense feed (zeros every month from 2022-01), opens on 2023-09-20, then 8 full months;
+    # 14: opens on 2024-05-12 (no full month yet); 15: opens on 2024-01-10, 4 full months.
+    for store, opened in ((13, dt.date(2023, 9, 20)), (14, dt.date(2024, 5, 12)), (15, dt.date(2024, 1, 10))):
+        for month in pd.date_range("2022-01-01", "2024-05-01", freq="MS"):
+            for day in (month.date(), opened.replace(year=month.year, month=month.month)):
+                rows.append((store, day, 500.0 + month.month if day >= opened else 0.0, 1))
+    csv = tmp_path / "sales.csv"
+    pd.DataFrame(rows, columns=sales.columns).drop_duplicates(["store_id", "sale_date"]).to_csv(csv, index=False)
+
+    def run_and_read():
+        assert main(["forecast", "--ds", ds, "--sales", str(csv), "--origins", "2", "--partitions", "2"]) == 0
+        return {name: pd.read_parquet(TABLES[name].partition_path(ds, wh())).sort_values(
+                    list(TABLES[name].keys)).reset_index(drop=True)
+                for name in ("marts.sales_forecast", "marts.forecast_backtest", "marts.sales_plan",
+                             "marts.forecast_stores")}
+
+    first = run_and_read()
+    assert "3 stores forecast (1 on a short history: baseline only), 1 closed, 1 without history" \
+        in capsys.readouterr().out
+    stores = first["marts.forecast_stores"].set_index("store_id")
+    assert stores.status.to_dict() == {11: "forecast", 12: "closed", 13: "forecast", 14: "no_history",
+                                       15: "short_history"}
+    assert stores.loc[12, "note"] == "no sales in the 3 months before 2024-06 (last sales in 2024-02)"
+    assert str(stores.loc[13, "first_month"]) == "2023-10-01" and stores.loc[13, "history_months"] == 8
+    assert stores.loc[15, "chosen_model"] == "lin3" and pd.isna(stores.loc[12, "chosen_model"])
+    # the closed store and the one without a full month have no forecast, backtest or plan rows
+    for name in ("marts.sales_forecast", "marts.forecast_backtest", "marts.sales_plan"):
+        assert set(first[name].store_id) == {11, 13, 15}, name
+
+    second = run_and_read()
+    for name, frame in first.items():
+        pd.testing.assert_frame_equal(second[name], frame, check_exact=True, obj=name)
+    for name in first:
+        folder = Path(TABLES[name].partition_path(ds, wh())).parent
+        assert [p.name for p in folder.iterdir() if not p.name.startswith(".")] == [f"ds={ds}"], name
 
 
 def test_bad_input_names_the_column_and_rows(spark, warehouse, tmp_path, capsys):

@@ -58,6 +58,8 @@ FORECAST_TABLES = ("sales_forecast", "forecast_backtest")
 def _good_value(column: str, ddl_type: str, i: int, day: dt.date, table_name: str):
     if column == "model" and table_name in FORECAST_TABLES:
         return ["lin3", "prophet", "ensemble"][i % 3]
+    if table_name == "forecast_stores" and column in ("status", "chosen_model"):
+        return {"status": "forecast", "chosen_model": "lin3"}[column]
     if column in GOOD_VALUES:
         return GOOD_VALUES[column](i)
     if ddl_type in ("bigint", "int"):
@@ -171,6 +173,7 @@ OWN_BAD_INPUT = {
     "marts.sales_forecast": (("model", "arima"), "expect_column_values_to_be_in_set", "model"),
     "marts.forecast_backtest": (("wape", -0.1), "expect_column_values_to_be_between", "wape"),
     "marts.sales_plan": ("duplicate key", "expect_compound_columns_to_be_unique", "store_id,month"),
+    "marts.forecast_stores": (("status", "open"), "expect_column_values_to_be_in_set", "status"),
     "marts.recommendations": (("arm", "both"), "expect_column_values_to_be_in_set", "arm"),
     "marts.premise_leads": (("rank", 0), "expect_column_values_to_be_between", "rank"),
     "marts.rec_eval": ("duplicate key", "expect_compound_columns_to_be_unique", "model,metric"),

@@ -63,6 +63,8 @@ SERVE_LOG = Setting("OSTAP_SERVE_LOG", None, "JSON-lines log of every API answer
                     "`./.serve/answers.jsonl`")
 AIRFLOW_HOME = Setting("OSTAP_AIRFLOW_HOME", None, "home of the embedded Airflow (development)", "`./.airflow`")
 AIRFLOW_PARALLELISM = Setting("OSTAP_AIRFLOW_PARALLELISM", "2", "tasks the embedded Airflow runs at once")
+AIRFLOW_HOST = Setting("OSTAP_AIRFLOW_HOST", "127.0.0.1",
+                       "address the embedded Airflow's UI and API listen on; `0.0.0.0` opens them to the network")
 AIRFLOW_PORT = Setting("OSTAP_AIRFLOW_PORT", "8080", "port of the embedded Airflow's UI and API")
 REDIS_DIR = Setting("OSTAP_REDIS_DIR", ".redis", "folder of the private Redis of `ostap redis` (development)")
 

@@ -190,6 +190,7 @@ def _entity_tables() -> list[Table]:
 MART_PIPELINES = {
     "scoring_targets": "scoring_targets", "target_recovery": "scoring_targets",
     "sales_forecast": "sales_forecast", "forecast_backtest": "sales_forecast", "sales_plan": "sales_forecast",
+    "forecast_stores": "sales_forecast",
     "recommendations": "recommendations", "premise_leads": "recommendations", "rec_eval": "recommendations",
 }
 
@@ -213,6 +214,11 @@ MART_TABLES = [
     Table("sales_plan", "marts", ("store_id", "month"),
           "store_id int, month date, forecast double, ambition double, plan double",
           description="Business plan per store and month: chosen forecast x ambition."),
+    Table("forecast_stores", "marts", ("store_id",),
+          "store_id int, status string, history_months int, first_month date, last_sales_month date, "
+          "chosen_model string, note string",
+          description="Every store of the forecast input and what became of it: status forecast, "
+                      "short_history (baseline only), closed or no_history (no forecast rows); note says why."),
     Table("recommendations", "marts", ("user_id", "model", "rank"),
           "user_id bigint, item_id bigint, rank int, score double, model string, arm string",
           description="Top-k premises per tenant from both models; arm is the tenant's A/B arm."),

@@ -33,6 +33,7 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
 
     home = home or airflow_home()
     home.mkdir(parents=True, exist_ok=True)
+    host, port = settings.AIRFLOW_HOST.get(), settings.AIRFLOW_PORT.get()
     venv_bin = str(Path(sys.executable).parent)
     env = dict(os.environ)
     env.update({
@@ -46,7 +47,13 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
-        "AIRFLOW__API__PORT": settings.AIRFLOW_PORT.get(),
+        # Loopback unless OSTAP_AIRFLOW_HOST opens it: the simple auth manager is for development only.
+        "AIRFLOW__API__HOST": host,
+        "AIRFLOW__API__PORT": port,
+        # Airflow's default is localhost:8080 whatever the port; tasks call back on loopback
+        # when the server listens on every address.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL":
+            f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/execution/",
         # A task's Execution API token is issued when it is queued; on 2 cores the last of eleven
         # Spark tasks can wait longer than the default 10 minutes and would start with a dead token.
         # (The workload token lives `task_queued_timeout`, the Execution API's own tokens
@@ -169,8 +176,8 @@ def api_server(env: dict, timeout: float = 180):
     env["AIRFLOW__API__PORT"] = str(port)
     env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] = f"http://127.0.0.1:{port}/execution/"
     health = f"http://127.0.0.1:{port}/api/v2/monitor/health"
-    with _background("api-server", ["api-server", "--port", str(port), "--workers", "1"], env,
-                     ready=lambda: _answers(health), timeout=timeout):
+    args = ["api-server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # only tasks call it
+    with _background("api-server", args, env, ready=lambda: _answers(health), timeout=timeout):
         yield port
 
 
@@ -185,19 +192,32 @@ def scheduler(env: dict):
         yield proc
 
 
+def admin_password(env: dict) -> str:
+    """The password of the simple auth manager's user `admin`, from the passwords file Airflow reads
+    (`[core] simple_auth_manager_passwords_file`); made random here if no run of Airflow made it yet."""
+    import secrets
+
+    path = Path(env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"])
+    passwords = json.loads(path.read_text().strip() or "{}") if path.exists() else {}
+    if "admin" not in passwords:
+        passwords["admin"] = secrets.token_urlsafe(12)
+        path.touch(mode=0o600)
+        path.chmod(0o600)  # before the password goes in
+        path.write_text(json.dumps(passwords) + "\n")
+    return passwords["admin"]
+
+
 def standalone() -> int:
     """Start the embedded Airflow (api-server, scheduler, dag-processor, triggerer) in the foreground."""
     env = airflow_env()
     home = Path(env["AIRFLOW_HOME"])
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"
-    passwords = home / "simple_auth_manager_passwords.json"
-    if not passwords.exists():
-        # A local, single-user install: a known login is friendlier than a generated one.
-        passwords.write_text(json.dumps({"admin": "admin"}))
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] = "admin:admin"  # user admin, role admin
+    password = admin_password(env)
     migrate(env)
     serving_redis(env)
-    port = env["AIRFLOW__API__PORT"]
-    print(f"Airflow UI: http://localhost:{port}  login: admin / {json.loads(passwords.read_text())['admin']}\n"
+    host, port = env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]
+    print(f"Airflow UI: http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port} "
+          f"(listening on {host})  login: admin / {password}\n"
           f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}, "
           f"serving Redis {env['OSTAP_REDIS_URL']}. Ctrl-C stops it.",
           flush=True)

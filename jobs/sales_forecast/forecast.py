@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from jobs.core import config, quality, sqlfiles, storage
+from jobs.core import config, quality, runs, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
 from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
@@ -29,7 +29,7 @@ HELP = "forecast monthly sales per store (lin3, snaive, ETS, Prophet, ensemble),
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("marts.sales_forecast", "marts.forecast_backtest", "marts.sales_plan")
+OUTPUTS = ("marts.sales_forecast", "marts.forecast_backtest", "marts.sales_plan", "marts.forecast_stores")
 
 
 def add_arguments(parser) -> None:
@@ -153,6 +153,7 @@ def fit_stores(spark, sales, ds: dt.date, settings: ForecastSettings, ambition: 
         "marts.forecast_backtest": spark.sql(sqlfiles.load("sales_forecast/forecast_backtest.sql", result="forecast_result")),
         "marts.sales_plan": spark.sql(sqlfiles.load("sales_forecast/forecast_sales_plan.sql", result="forecast_result"),
                                       args={"ambition": float(ambition)}),
+        "marts.forecast_stores": spark.sql(sqlfiles.load("sales_forecast/forecast_stores.sql", result="forecast_result")),
     }
     tables = {name: df.select(*TABLES[name].columns) for name, df in tables.items()}
     summary = spark.sql(sqlfiles.load("sales_forecast/forecast_summary.sql", result="forecast_result")).toPandas()
@@ -251,10 +252,10 @@ def run(args, ctx: RunContext) -> int:
     sales, source = load_sales(spark, ctx, args.sales)
     fitted = fit_stores(spark, sales, ctx.ds_date, settings, args.ambition, args.partitions)
     try:
-        for name in OUTPUTS:
-            published = time.perf_counter()
-            storage.publish_partition(fitted.tables[name], TABLES[name], ds, ctx=ctx, check=quality.gate)
-            log.info("published %s ds=%s in %.1f s", name, ds, time.perf_counter() - published)
+        published = time.perf_counter()
+        runs.publish_together([runs.Output(fitted.tables[name], TABLES[name], ds) for name in OUTPUTS],
+                              ctx=ctx, check=quality.gate)
+        log.info("published %s ds=%s in %.1f s", ", ".join(OUTPUTS), ds, time.perf_counter() - published)
         counts = _store_counts(fitted)
         for line in _fallback_lines(fitted, settings):
             log.info(line)
@@ -271,8 +272,10 @@ def run(args, ctx: RunContext) -> int:
             "seconds": round(seconds, 3), "run_id": run_id,
             "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
         }], ds, ctx.warehouse)
-        print(f"forecast ds={ds}: {counts['stores_forecast']} stores forecast, {counts['stores_skipped']} "
-              f"without history, published {', '.join(OUTPUTS)} in {seconds:.1f} s"
+        print(f"forecast ds={ds}: {counts['stores_forecast']} stores forecast "
+              f"({counts['short_history']} on a short history: baseline only), {counts['closed']} closed, "
+              f"{counts['no_history']} without history (why: marts.forecast_stores), "
+              f"published {', '.join(OUTPUTS)} in {seconds:.1f} s"
               + (f"; plots in {folder}" if folder else ""))
     finally:
         fitted.result.unpersist()
@@ -280,11 +283,15 @@ def run(args, ctx: RunContext) -> int:
 
 
 def _store_counts(fitted: ForecastRun) -> dict:
-    row = fitted.result.selectExpr(
-        "count(DISTINCT CASE WHEN kind = 'forecast' THEN store_id END) AS stores_forecast",
-        "count(DISTINCT CASE WHEN kind = 'skipped' THEN store_id END) AS stores_skipped",
+    """Stores per status; stores_skipped are those without forecast rows (closed or no history)."""
+    row = fitted.result.where("kind = 'store'").selectExpr(
+        "count_if(status IN ('forecast', 'short_history')) AS stores_forecast",
+        "count_if(status = 'short_history') AS short_history",
+        "count_if(status = 'closed') AS closed",
+        "count_if(status = 'no_history') AS no_history",
     ).first()
-    return {"stores_forecast": int(row[0]), "stores_skipped": int(row[1])}
+    counts = {name: int(row[name]) for name in ("stores_forecast", "short_history", "closed", "no_history")}
+    return dict(counts, stores_skipped=counts["closed"] + counts["no_history"])
 
 
 def _fallback_lines(fitted: ForecastRun, settings: ForecastSettings) -> list[str]:

@@ -9,7 +9,7 @@ Models (name: months of history it needs):
   snaive   12   same month one year before
   ets      24   damped-trend additive Holt-Winters, smoothing weights chosen on a grid
   prophet  25   Prophet, linear trend + yearly seasonality (MAP fit, no sampling), fitted
-                through Prophet's own Stan model without its pandas set-up (`prophet_forecast`)
+                through Prophet's own Stan model without its pandas set-up (forecast_prophet.py)
   ensemble 25   mean of prophet and snaive (combining a smooth model with a seasonal
                 naive one is a well-known cheap win on retail series)
 
@@ -24,6 +24,12 @@ Champion: among the models that fitted the full history and ran on as many origi
 best-covered model, the lowest backtest WAPE (ties: MODEL_ORDER). Without any backtest
 evidence (short history, all-zero store) the champion is the analysts' lin3, else naive.
 
+Which stores are forecast (`store_status`; jobs/sales_forecast/README.md): a store's history
+starts at its first month with sales, without that month when it opened after the 1st (partial);
+a store without sales in the last `closed_after` months is closed and one without a full month of
+sales has no history (neither gets forecast rows); one with fewer than `min_history` full months
+gets the baseline only (lin3, or naive below 3 months). Every store gets a kind='store' row.
+
 Forecasts are floored at zero (returns can make a month negative; a plan cannot be).
 Intervals (80%) come from each model's own backtest errors per horizon step (RMSE), which
 is cheap and honest for every model alike; Prophet's sampling is therefore switched off.
@@ -34,42 +40,29 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+
+from jobs.sales_forecast.forecast_prophet import ProphetSettings, prophet_forecast
 
 MODEL_ORDER = ("lin3", "snaive", "naive", "ets", "prophet", "ensemble")
 MIN_MONTHS = {"lin3": 3, "naive": 1, "snaive": 12, "ets": 24, "prophet": 25, "ensemble": 25}
 ENSEMBLE_PARTS = ("prophet", "snaive")
 Z80 = 1.2815515655446004  # two-sided 80% normal interval
-STAN_SEED = 20240601
 
-# Internal result of one store: forecast rows and backtest rows in one frame (kind tells
-# them apart), plus the sums the driver needs for overall errors and fit timings.
+STATUSES = ("forecast", "short_history", "closed", "no_history")
+
+# Internal result of one store: its status row, forecast rows and backtest rows in one frame
+# (kind tells them apart), plus the sums the driver needs for overall errors and fit timings.
 RESULT_SCHEMA = (
     "kind string, store_id int, model string, month date, yhat double, yhat_lower double, "
     "yhat_upper double, chosen boolean, origins int, mape double, wape double, abs_error double, "
     "abs_actual double, ape_sum double, ape_count int, fits int, fit_seconds double, cpu_seconds double, "
-    "history_months int, note string"
+    "history_months int, note string, status string, first_month date, last_sales_month date"
 )
 RESULT_COLUMNS = [part.strip().split(" ")[0] for part in RESULT_SCHEMA.split(",")]
-
-
-@dataclass(frozen=True)
-class ProphetSettings:
-    """Prophet options for monthly data. LBFGS rather than the Newton optimiser Prophet picks for
-    series under 100 points (much faster: docs/benchmarks.md), and a few changepoints suffice for
-    2-5 years of months."""
-
-    yearly_order: int = 6  # monthly data has 12 phases a year: higher Fourier orders alias
-    seasonality_mode: str = "multiplicative"
-    n_changepoints: int = 8
-    changepoint_prior_scale: float = 0.05
-    holidays_country: str | None = None  # e.g. "US": adds the monthly count of public holidays
-    algorithm: str = "LBFGS"
-    warm_start: bool = True  # start each backtest refit from the previous origin's parameters
 
 
 @dataclass(frozen=True)
@@ -78,6 +71,8 @@ class ForecastSettings:
     origins: int = 6
     models: tuple[str, ...] = MODEL_ORDER
     prophet: ProphetSettings = field(default_factory=ProphetSettings)
+    closed_after: int = 1  # whole months without sales before the forecast month that mark a store closed
+    min_history: int = 6  # full months below which a store gets the baseline only
 
 
 # ---------------------------------------------------------------- models
@@ -156,176 +151,6 @@ def ets(y: np.ndarray, horizon: int) -> np.ndarray:
     return forecasts[int(np.argmin(sse))]
 
 
-class _HandledStanError(logging.Filter):
-    """Drops cmdstanpy's "Chain [1] error: code '1'" line of an L-BFGS run that stopped early:
-    Prophet refits that store with Newton right away and logs a warning of its own."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.ERROR and "error: code" in record.getMessage())
-
-
-_LOGS_QUIET = False
-
-
-def quiet_prophet_logs() -> None:
-    """Stan's console output goes to files cmdstanpy deletes; its INFO chatter is muted here.
-    cmdstanpy and Prophet set their loggers up on first use, so this runs after that."""
-    global _LOGS_QUIET
-    if _LOGS_QUIET:
-        return
-    logging.getLogger("prophet.plot").setLevel(logging.CRITICAL)  # "plotly failed" at import
-    import prophet  # noqa: F401
-    from cmdstanpy.utils import get_logger
-
-    stan_logger = get_logger()
-    stan_logger.setLevel(logging.WARNING)
-    stan_logger.addFilter(_HandledStanError())
-    logging.getLogger("prophet").setLevel(logging.WARNING)
-    _LOGS_QUIET = True
-
-
-@lru_cache(maxsize=64)
-def _holiday_counts(country: str, year: int) -> tuple[int, ...]:
-    import holidays
-
-    counts = [0] * 12
-    for day in holidays.country_holidays(country, years=year):
-        counts[day.month - 1] += 1
-    return tuple(counts)
-
-
-def holiday_counts(country: str, months: pd.DatetimeIndex) -> np.ndarray:
-    return np.array([_holiday_counts(country, m.year)[m.month - 1] for m in months], dtype=float)
-
-
-@lru_cache(maxsize=1)
-def _stan_backend():
-    """Prophet's CmdStanPy backend (its compiled prophet.stan), built once per Python worker."""
-    quiet_prophet_logs()
-    from prophet.models import CmdStanPyBackend
-
-    return CmdStanPyBackend()
-
-
-_EPOCH = pd.Timestamp("1970-01-01")
-_YEAR_DAYS = 365.25  # Prophet's yearly period
-_PRIOR_SCALE = 10.0  # Prophet's default seasonality_prior_scale and holidays_prior_scale
-_CHANGEPOINT_RANGE = 0.8  # Prophet's default changepoint_range
-
-
-def prophet_design(months: pd.DatetimeIndex, settings: ProphetSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Prophet's regressor matrix X for `months` (yearly Fourier terms sin, cos per order, then
-    the holiday count), and its s_a / s_m column indicators, computed the way Prophet does."""
-    days = (pd.Series(months) - _EPOCH).dt.total_seconds() / (24 * 60 * 60)
-    x_t = np.pi * 2 * days.to_numpy()
-    columns = []
-    for i in range(settings.yearly_order):
-        c = (i + 1) / _YEAR_DAYS * x_t
-        columns += [np.sin(c), np.cos(c)]
-    multiplicative = settings.seasonality_mode == "multiplicative"
-    s_m = [int(multiplicative)] * len(columns)
-    if settings.holidays_country:
-        columns.append(holiday_counts(settings.holidays_country, months))
-        s_m.append(0)  # the regressor is additive
-    s_m = np.array(s_m, dtype=int)
-    return np.column_stack(columns), 1 - s_m, s_m
-
-
-def prophet_forecast(y: np.ndarray, months: pd.DatetimeIndex, horizon: int, settings: ProphetSettings,
-                     warm: dict | None = None) -> np.ndarray:
-    """Prophet's fit and point forecast for a monthly series, without Prophet's pandas plumbing.
-
-    This is `Prophet(...).fit(history).predict(future)['yhat']` for our configuration (linear
-    growth, yearly Fourier seasonality, optional additive holiday-count regressor, MAP fit):
-    the same scaling, changepoint grid, Fourier features, priors and initial values go to the
-    same compiled Stan model through Prophet's own backend, and the forecast applies Prophet's
-    trend and seasonality formulas. tests/test_forecast.py checks it against Prophet itself.
-    Prophet's DataFrame set-up of history and future was most of a fit's time (docs/benchmarks.md).
-
-    `warm`, if given, carries the parameters from the previous (shorter) fit of the same store
-    to start the optimiser there (converted to this fit's scales); it is updated in place.
-    """
-    y = np.asarray(y, dtype=float)
-    n = len(y)
-    all_months = months.append(pd.date_range(months[-1] + pd.offsets.MonthBegin(1), periods=horizon, freq="MS"))
-    X, s_a, s_m = prophet_design(all_months, settings)
-    start_ns = all_months[0].value
-    t_scale = float(months[-1].value - start_ns)
-    t_all = (all_months.asi8 - start_ns) / t_scale
-    t, t_future = t_all[:n], t_all[n:]
-    y_scale = float(np.abs(y).max()) or 1.0
-    y_scaled = y / y_scale
-    if settings.holidays_country:  # Prophet standardises a non-binary regressor on the history
-        counts = pd.Series(X[:n, -1])
-        if counts.nunique() >= 2 and set(counts.unique()) != {0, 1}:
-            X[:, -1] = (X[:, -1] - float(counts.mean())) / float(counts.std())
-    hist_size = int(np.floor(n * _CHANGEPOINT_RANGE))
-    n_changepoints = min(settings.n_changepoints, max(n - 2, 0), hist_size - 1)
-    if n_changepoints > 0:
-        cp_index = np.linspace(0, hist_size - 1, n_changepoints + 1).round().astype(int)[1:]
-        changepoints_t = np.sort(t[cp_index])
-    else:
-        changepoints_t = np.array([0.0])  # Prophet's dummy changepoint
-    k0 = (y_scaled[-1] - y_scaled[0]) / (t[-1] - t[0])
-    init = {"k": k0, "m": y_scaled[0] - k0 * t[0], "delta": np.zeros(len(changepoints_t)),
-            "beta": np.zeros(X.shape[1]), "sigma_obs": 1.0}
-    if y.min() == y.max():
-        params = dict(init, sigma_obs=1e-9)  # Prophet skips Stan for a constant series
-    else:
-        data = {"T": n, "S": len(changepoints_t), "K": X.shape[1], "tau": settings.changepoint_prior_scale,
-                "trend_indicator": 0, "y": y_scaled, "t": t, "cap": np.zeros(n), "t_change": changepoints_t,
-                "s_a": s_a, "s_m": s_m, "X": pd.DataFrame(X[:n]), "sigmas": [_PRIOR_SCALE] * X.shape[1]}
-        start = _warm_init(warm, init, y_scale, t_scale, s_a) if warm else init
-        backend = _stan_backend()
-        try:
-            fitted = backend.fit(start, data, algorithm=settings.algorithm, seed=STAN_SEED)
-        finally:
-            _remove_stan_files(backend)
-        params = {name: np.asarray(value).reshape(-1) for name, value in fitted.items()}
-        if n_changepoints == 0:  # Prophet folds the dummy changepoint's delta into k
-            params["k"] = params["k"] + params["delta"]
-            params["delta"] = np.zeros_like(params["delta"])
-    k, m = float(np.ravel(params["k"])[0]), float(np.ravel(params["m"])[0])
-    delta, beta = np.ravel(params["delta"]), np.ravel(params["beta"])
-    if warm is not None:
-        warm.update(k=k, m=m, beta=beta, y_scale=y_scale, t_scale=t_scale)
-    deltas_t = (changepoints_t[None, :] <= t_future[:, None]) * delta
-    trend = ((deltas_t.sum(axis=1) + k) * t_future + (deltas_t * -changepoints_t).sum(axis=1) + m) * y_scale
-    future_x = X[n:]
-    multiplicative = future_x @ (beta * s_m)
-    additive = future_x @ (beta * s_a) * y_scale
-    return trend * (1 + multiplicative) + additive
-
-
-def _warm_init(warm: dict, cold: dict, y_scale: float, t_scale: float, s_a: np.ndarray) -> dict:
-    """The previous fit's trend (k, m) and seasonality (beta) in this fit's units. The
-    changepoints moved with the history, so their deltas start from zero, and the noise scale
-    starts at Prophet's 1.0: started at the previous optimum's small sigma_obs, Stan's L-BFGS
-    line search failed on about one fit in fifteen and Prophet refitted it with Newton."""
-    if len(warm["beta"]) != len(cold["beta"]):
-        return cold
-    to_y = warm["y_scale"] / y_scale
-    beta = np.where(s_a == 1, warm["beta"] * to_y, warm["beta"])
-    return {"k": warm["k"] * to_y * t_scale / warm["t_scale"], "m": warm["m"] * to_y, "delta": cold["delta"],
-            "beta": beta, "sigma_obs": cold["sigma_obs"]}
-
-
-def _remove_stan_files(backend) -> None:
-    """cmdstanpy keeps every run's CSV and console log until the Python process exits; a Spark
-    worker fits thousands of stores and may never exit cleanly, so each fit removes its own."""
-    fit = getattr(backend, "stan_fit", None)
-    if fit is None:
-        return
-    folders = {os.path.dirname(path) for path in fit.runset.csv_files}
-    backend.cleanup()
-    backend.stan_fit = None
-    for folder in folders:
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
-
-
 def _cpu_seconds() -> float:
     """CPU time of this process and its finished children (Stan runs in a child process)."""
     t = os.times()
@@ -392,16 +217,33 @@ class StoreResult:
     timings: dict[str, list[tuple[float, float]]]  # model -> (wall, cpu) seconds per fit
 
 
-def monthly_history(months: pd.Series, sales: pd.Series, target_month: pd.Timestamp) -> pd.Series:
-    """Sales per calendar month from the store's first month to the month before target_month;
-    months without any sales row count as zero."""
-    frame = pd.DataFrame({"month": pd.to_datetime(months), "sales": sales.astype(float)})
+def monthly_history(months: pd.Series, sales: pd.Series, target_month: pd.Timestamp,
+                    first_sale: pd.Series | None = None) -> pd.Series:
+    """Sales per calendar month from the store's opening month to the month before target_month;
+    months without any sales row count as zero. The opening month is the first with sales (rows of
+    zeros before it are not history); it is left out when `first_sale` (each month's first day with
+    sales) shows it began after the 1st, as a partial month would drag every model down."""
+    frame = pd.DataFrame({"month": pd.to_datetime(months).to_numpy(), "sales": sales.astype(float).to_numpy()})
     frame = frame[frame["month"] < target_month]
-    if frame.empty:
-        return pd.Series(dtype=float)
     per_month = frame.groupby("month")["sales"].sum()
-    index = pd.date_range(per_month.index.min(), target_month - pd.offsets.MonthBegin(1), freq="MS")
+    start = opening_month(per_month)
+    if start is not None and first_sale is not None:
+        if _partial(first_sale[(pd.to_datetime(months) == start).to_numpy()]):
+            start += pd.offsets.MonthBegin(1)
+    if start is None or start >= target_month:
+        return pd.Series(dtype=float)
+    index = pd.date_range(start, target_month - pd.offsets.MonthBegin(1), freq="MS")
     return per_month.reindex(index, fill_value=0.0).astype(float)
+
+
+def opening_month(per_month: pd.Series) -> pd.Timestamp | None:
+    sold = per_month[per_month > 0]
+    return None if sold.empty else pd.Timestamp(sold.index.min())
+
+
+def _partial(first_sale: pd.Series) -> bool:
+    day = pd.to_datetime(first_sale).min()
+    return bool(pd.notna(day) and day.day > 1)
 
 
 def forecast_store(history: pd.Series, settings: ForecastSettings) -> StoreResult:
@@ -494,14 +336,61 @@ def step_sigma(pairs: list[tuple[np.ndarray, np.ndarray]], y: np.ndarray, horizo
 
 # ---------------------------------------------------------------- the applyInPandas function
 
+@dataclass
+class StoreStatus:
+    status: str  # one of STATUSES
+    history: pd.Series  # the first full month to the month before ds (what the models see)
+    last_sales_month: pd.Timestamp | None
+    notes: list[str]
+    baseline: str | None = None  # the only model of a short_history store
+
+
+def store_status(pdf: pd.DataFrame, target_month: pd.Timestamp, settings: ForecastSettings) -> StoreStatus:
+    """What becomes of one store (its monthly rows: month, sales, optionally first_sale), and why."""
+    first_sale = pdf["first_sale"] if "first_sale" in pdf.columns else None
+    history = monthly_history(pdf["month"], pdf["sales"], target_month, first_sale)
+    months = pd.to_datetime(pdf["month"])
+    before = pdf[(months < target_month).to_numpy()]
+    per_month = before.groupby(pd.to_datetime(before["month"]))["sales"].sum()
+    sold = per_month[per_month > 0]
+    label = f"{target_month:%Y-%m}"
+    if sold.empty:
+        return StoreStatus("no_history", history, None, [f"no sales before {label}"])
+    last = pd.Timestamp(sold.index.max())
+    idle = (target_month.year - last.year) * 12 + target_month.month - last.month - 1
+    if idle >= settings.closed_after:
+        return StoreStatus("closed", history, last, [f"no sales in the {idle} month{'s' if idle > 1 else ''} "
+                                                     f"before {label} (last sales in {last:%Y-%m})"])
+    opened = opening_month(per_month)
+    notes = []
+    if history.empty or history.index[0] > opened:  # only a partial opening month moves the start
+        day = pd.to_datetime(first_sale[(months == opened).to_numpy()]).min().date()
+        if history.empty:
+            return StoreStatus("no_history", history, last,
+                               [f"opened on {day}: no full month of sales before {label}"])
+        notes.append(f"opening month {opened:%Y-%m} left out (first sale on {day})")
+    if len(history) < settings.min_history:
+        baseline = "lin3" if len(history) >= MIN_MONTHS["lin3"] else "naive"
+        notes.append(f"{len(history)} full month{'s' if len(history) > 1 else ''} of history "
+                     f"(fewer than {settings.min_history}): the baseline {baseline} only")
+        return StoreStatus("short_history", history, last, notes, baseline)
+    return StoreStatus("forecast", history, last, notes)
+
+
 def fit_store_frame(pdf: pd.DataFrame, target_month: pd.Timestamp, settings: ForecastSettings) -> pd.DataFrame:
-    """One store's monthly rows (store_id, month, sales) in, RESULT_SCHEMA rows out."""
+    """One store's monthly rows (store_id, month, sales[, first_sale]) in, RESULT_SCHEMA rows out."""
     store_id = int(pdf["store_id"].iloc[0])
-    history = monthly_history(pdf["month"], pdf["sales"], target_month)
-    if history.empty:
-        return pd.DataFrame([dict(kind="skipped", store_id=store_id, history_months=0,
-                                  note="no history before the forecast month")], columns=RESULT_COLUMNS)
+    state = store_status(pdf, target_month, settings)
+    history = state.history
+    store_row = dict(kind="store", store_id=store_id, status=state.status, history_months=len(history),
+                     first_month=history.index[0].date() if len(history) else None,
+                     last_sales_month=state.last_sales_month.date() if state.last_sales_month else None)
+    if state.status in ("closed", "no_history"):
+        return _typed(pd.DataFrame([dict(store_row, note="; ".join(state.notes))]).reindex(columns=RESULT_COLUMNS))
+    if state.baseline:
+        settings = replace(settings, models=(state.baseline,))
     result = forecast_store(history, settings)
+    store_row.update(model=result.chosen, note="; ".join(state.notes + result.notes) or None)
     note = "; ".join(result.notes) or None
     fc = result.forecasts.assign(kind="forecast", store_id=store_id, history_months=len(history), note=note)
     bt = result.backtest.assign(kind="backtest", store_id=store_id, history_months=len(history), note=note)
@@ -509,9 +398,15 @@ def fit_store_frame(pdf: pd.DataFrame, target_month: pd.Timestamp, settings: For
                         fit_seconds=float(sum(w for w, _ in seconds)), cpu_seconds=float(sum(c for _, c in seconds)),
                         history_months=len(history))
                    for name, seconds in sorted(result.timings.items())]
-    out = pd.concat([fc, bt, pd.DataFrame(timing_rows)], ignore_index=True)
-    out = out.reindex(columns=RESULT_COLUMNS)
+    out = pd.concat([pd.DataFrame([store_row]), fc, bt, pd.DataFrame(timing_rows)], ignore_index=True)
+    return _typed(out.reindex(columns=RESULT_COLUMNS))
+
+
+def _typed(out: pd.DataFrame) -> pd.DataFrame:
     for col in ("origins", "ape_count", "fits", "history_months", "store_id"):
         out[col] = out[col].astype("Int32")
     out["chosen"] = out["chosen"].astype("boolean")
+    # A column that is all NaN is float to pandas, which Arrow will not turn into dates or strings.
+    for col in ("model", "month", "note", "status", "first_month", "last_sales_month"):
+        out[col] = out[col].astype(object).where(out[col].notna(), None)
     return out
