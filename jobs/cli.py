@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "tables": "jobs.warehouse.tables_cmd",
     "query": "jobs.warehouse.query",
     "ddl": "jobs.warehouse.ddl",
+    "lineage": "jobs.warehouse.lineage",
     "serve": "jobs.serving.serve",
     "redis": "jobs.local.redis_local",
     "jvm-archive": "jobs.local.jvm_archive",

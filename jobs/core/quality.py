@@ -346,6 +346,10 @@ def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, recor
         _record(spark, verdict, root)
         verdict.docs_page = data_docs.write_page(spark, verdict, result, root)
     verdict.seconds = time.perf_counter() - started
+    ctx.verdicts[f"{table.qualified}/{ds}"] = {
+        "passed": verdict.passed, "rows": rows, "expectations": len(checks),
+        "failed_critical": len(verdict.failed_critical), "failed_warnings": len(verdict.failed_warnings),
+        "suite": verdict.suite}
     log.info("data quality %s ds=%s: %s, %d expectations, %d critical failed, %d warnings, %.2f s",
              table.qualified, ds, "passed" if verdict.passed else "FAILED", len(checks),
              len(verdict.failed_critical), len(verdict.failed_warnings), verdict.seconds)

@@ -14,6 +14,10 @@ from jobs.core import config
 from jobs.core.errors import BadInputError
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
 def new_run_id() -> str:
     """A short random id naming one run in partitions, locks, staging folders and dq records."""
     return uuid.uuid4().hex[:12]
@@ -38,22 +42,33 @@ class RunContext:
     run_id: str = dataclasses.field(default_factory=new_run_id)
     master: str | None = None  # None: OSTAP_SPARK_MASTER, or the master spark-submit chose
     conf: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    job: str = ""  # the command, e.g. "targets"
+    args: Mapping[str, object] = dataclasses.field(default_factory=dict)  # its options, for the manifest
+    started_at: str = dataclasses.field(default_factory=lambda: _now())
+    # What the run read, recorded as it reads (jobs.core.storage.read_input) for the manifests it
+    # writes: {"table", "partition", "run_id"}; and the quality verdicts of what it staged.
+    inputs: list[dict] = dataclasses.field(default_factory=list, compare=False)
+    verdicts: dict[str, dict] = dataclasses.field(default_factory=dict, compare=False)
 
     @classmethod
     def create(cls, *, warehouse: str | None = None, ds: str | dt.date | None = None, run_id: str | None = None,
-               master: str | None = None, conf: Mapping[str, str] | None = None) -> RunContext:
+               master: str | None = None, conf: Mapping[str, str] | None = None, job: str = "",
+               args: Mapping[str, object] | None = None) -> RunContext:
         """A context whose unset parts come from the settings (OSTAP_WAREHOUSE, OSTAP_SPARK_MASTER)."""
         return cls(warehouse=config.warehouse_root(warehouse),
                    ds_date=None if ds is None else parse_ds(ds),
                    run_id=run_id or new_run_id(),
                    master=master,
-                   conf=dict(conf or {}))
+                   conf=dict(conf or {}), job=job, args=dict(args or {}))
 
     @classmethod
     def from_args(cls, args) -> RunContext:
         """The context of a CLI command: --warehouse, --master, --conf and --ds when it has one."""
+        options = {k: v for k, v in vars(args).items()
+                   if not k.startswith("_") and k not in ("verbose", "command") and isinstance(v, str | int | float | bool)}
         return cls.create(warehouse=getattr(args, "warehouse", None), ds=getattr(args, "ds", None),
-                          master=getattr(args, "master", None), conf=config.parse_conf(getattr(args, "conf", [])))
+                          master=getattr(args, "master", None), conf=config.parse_conf(getattr(args, "conf", [])),
+                          job=getattr(args, "command", "") or "", args=options)
 
     @property
     def ds(self) -> str:
@@ -64,7 +79,13 @@ class RunContext:
 
     def on(self, ds: str | dt.date) -> RunContext:
         """The same run (id, warehouse, Spark) for another date, e.g. a chain of days in one process."""
-        return dataclasses.replace(self, ds_date=parse_ds(ds))
+        return dataclasses.replace(self, ds_date=parse_ds(ds), inputs=[], verdicts={})
+
+    def record_input(self, table: str, partition: str, run_id: str | None, **extra) -> None:
+        """Note an input the run read (once per table and partition)."""
+        entry = {"table": table, "partition": partition, "run_id": run_id, **extra}
+        if not any(i["table"] == table and i["partition"] == partition for i in self.inputs):
+            self.inputs.append(entry)
 
     def spark(self, app_name: str):
         """The run's SparkSession (created with its master and settings, or the one running)."""

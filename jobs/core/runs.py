@@ -43,10 +43,7 @@ def record_path(ctx: RunContext, run_id: str | None = None) -> str:
     return f"{ctx.warehouse}/_runs/{run_id or ctx.run_id}.json"
 
 
-def run_of(spark, table: Table, value: str, root: str) -> str | None:
-    """The run id that wrote a published partition (None for none or an unnamed one)."""
-    text = storage.read_text(spark, f"{table.partition_path(value, root)}/{RUN_SIDECAR}")
-    return json.loads(text).get("run_id") if text else None
+run_of = storage.run_of
 
 
 def publish_together(outputs: list[Output], *, ctx: RunContext, check: storage.Check | None) -> dict[str, str]:

@@ -26,10 +26,11 @@ from collections.abc import Callable
 
 from jobs.core import config, settings
 from jobs.core.errors import OstapError
+from jobs.core.manifest import manifest
 from jobs.core.run import RunContext
 from jobs.core.tables import Table
 
-# Every staged partition names the run that wrote it: {"run_id": ..., "staged_at": ...}.
+# Every staged partition carries its manifest (jobs.core.manifest): the run that wrote it, its inputs.
 RUN_SIDECAR = "_RUN.json"
 
 # A quality gate: check(df, table, value, ctx) raises to refuse df (jobs pass quality.gate).
@@ -321,8 +322,7 @@ def stage_partition(df, table: Table, value: str, *, ctx: RunContext, check: Che
     finally:
         # A gate caches df so that validation and this write compute it once.
         df.unpersist()
-    write_sidecars(spark, staging, {**(sidecar or {}), RUN_SIDECAR: json.dumps(
-        {"run_id": ctx.run_id, "staged_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})})
+    write_sidecars(spark, staging, {**(sidecar or {}), RUN_SIDECAR: manifest(ctx, table.qualified, value)})
     return staging
 
 
@@ -376,6 +376,19 @@ def _remove_leftovers(spark, table: Table, value: str, root: str) -> None:
     for status in fs.listStatus(table_path):
         if status.getPath().getName().startswith(prefixes):
             fs.delete(status.getPath(), True)
+
+
+def read_input(spark, table: Table, value: str, ctx: RunContext):
+    """read_partition for a job's input: the run notes the partition and the run that wrote it
+    (for the manifests of what it publishes)."""
+    ctx.record_input(table.qualified, value, run_of(spark, table, value, ctx.warehouse))
+    return read_partition(spark, table, value, ctx.warehouse)
+
+
+def run_of(spark, table: Table, value: str, root: str) -> str | None:
+    """The run id that wrote a published partition (None for none or one without a manifest)."""
+    text = read_text(spark, f"{table.partition_path(value, root)}/{RUN_SIDECAR}")
+    return json.loads(text).get("run_id") if text else None
 
 
 def read_partition(spark, table: Table, value: str, root: str):

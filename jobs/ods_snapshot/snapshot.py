@@ -126,6 +126,7 @@ def _build_snapshot(spark, entity: str, ctx: RunContext, *, source: str | None =
     if mode_used == "full" and day_only:  # no state of D-1: every landed row after all
         spec, changes, has_load_date, _ = read_changes(spark, entity, source, keys, root, as_of=day)
     result = SnapshotResult(spec.entity, ds, mode_used, run_id=run_id, notes=notes)
+    _record_inputs(spark, ctx, spec, mode_used, has_load_date, source is None)
     for note in [*notes, *spec.ignored]:
         log.warning("%s", note)
 
@@ -234,6 +235,19 @@ def _build_snapshot(spark, entity: str, ctx: RunContext, *, source: str | None =
                 cached.unpersist()
     _finish(spark, result, started, root)
     return result
+
+
+def _record_inputs(spark, ctx: RunContext, spec: Spec, mode: str, has_load_date: bool, registered: bool) -> None:
+    """The manifest's inputs: the replica's load-day folders read, and the state it started from."""
+    raw = f"raw.{spec.entity}" if registered else spec.source
+    if not has_load_date:
+        ctx.record_input(raw, "*", None)
+    elif mode == "incremental":
+        ctx.record_input(raw, f"load_date={ctx.ds}", None)
+        previous = str(ctx.ds_date - dt.timedelta(days=1))
+        ctx.record_input(spec.state.qualified, previous, storage.run_of(spark, spec.state, previous, ctx.warehouse))
+    else:
+        ctx.record_input(raw, f"load_date<={ctx.ds}", None)
 
 
 def _gate(spec: Spec):

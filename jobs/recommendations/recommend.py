@@ -90,7 +90,7 @@ def _read_ods(spark, entity: str, ctx: RunContext):
     if ds not in storage.list_partitions(spark, table, ctx.warehouse):
         raise BadInputError(f"{table.qualified} has no published partition ds={ds} "
                             f"(at {table.path(ctx.warehouse)}); run `ostap snapshot --ds {ds}` first")
-    return storage.read_partition(spark, table, ds, ctx.warehouse)
+    return storage.read_input(spark, table, ds, ctx)
 
 
 def read_agency_inputs(spark, ctx: RunContext, eval_days: int) -> dict:
@@ -108,7 +108,7 @@ def read_agency_inputs(spark, ctx: RunContext, eval_days: int) -> dict:
     split_day = (ctx.ds_date - dt.timedelta(days=eval_days)).isoformat()
     vacant_at_split = None
     if split_day in storage.list_partitions(spark, TABLES["ods.premises"], ctx.warehouse):
-        at_split = storage.read_partition(spark, TABLES["ods.premises"], split_day, ctx.warehouse).select(
+        at_split = storage.read_input(spark, TABLES["ods.premises"], split_day, ctx).select(
             "premise_id", "vacant").toPandas()
         vacant_at_split = at_split.set_index("premise_id")["vacant"].eq(True)
     return {"tenants": tenants, "premises": premises, "managers": managers, "events": events,

@@ -97,7 +97,7 @@ def load_sales(spark, ctx: RunContext, path: str | None = None):
         if not storage.path_exists(spark, table.partition_path(ds, ctx.warehouse)):
             raise OstapError(f"{source}: partition ds={ds} not found at {table.partition_path(ds, ctx.warehouse)}; "
                              "run `ostap snapshot --entity sales` for that date or pass --sales PATH")
-        raw = storage.read_partition(spark, table, ds, ctx.warehouse)
+        raw = storage.read_input(spark, table, ds, ctx)
     missing = [c for c in ("store_id", "sale_date", "sales") if c not in raw.columns]
     if missing:
         shown = ["date" if c == "sale_date" else c for c in missing]

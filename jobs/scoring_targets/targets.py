@@ -32,14 +32,15 @@ def add_arguments(parser) -> None:
                              f"(default {DEFAULT_OUTCOME_WINDOW_DAYS})")
 
 
-def _read_input(spark, name: str, ds: str, root: str):
+def _read_input(spark, name: str, ctx: RunContext):
+    ds, root = ctx.ds, ctx.warehouse
     table = TABLES[name]
     if not storage.path_exists(spark, f"{table.partition_path(ds, root)}/_SUCCESS"):
         entity = table.name
         raise OstapError(
             f"{name} has no published partition ds={ds} (looked in {table.partition_path(ds, root)}): "
             f"run the snapshot for it first: ostap snapshot --entity {entity} --ds {ds}")
-    return storage.read_partition(spark, table, ds, root)
+    return storage.read_input(spark, table, ds, ctx)
 
 
 def link_contracts(spark, ctx: RunContext, outcome_window_days: int = DEFAULT_OUTCOME_WINDOW_DAYS):
@@ -53,7 +54,7 @@ def link_contracts(spark, ctx: RunContext, outcome_window_days: int = DEFAULT_OU
     if outcome_window_days < 0:
         raise BadInputError(f"--outcome-window-days {outcome_window_days}: must be 0 or more")
     last_sign_date = ctx.ds_date - dt.timedelta(days=outcome_window_days)
-    contracts, clients, applications = (_read_input(spark, name, ctx.ds, ctx.warehouse) for name in INPUTS)
+    contracts, clients, applications = (_read_input(spark, name, ctx) for name in INPUTS)
 
     contracts.select("contract_id", "client_id", "sign_date", "bad_flag") \
         .createOrReplaceTempView("targets_contracts")

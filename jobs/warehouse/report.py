@@ -8,7 +8,7 @@ import html
 import os
 from pathlib import Path
 
-from jobs.warehouse import catalog
+from jobs.warehouse import catalog, lineage
 from jobs.core import config
 
 
@@ -48,6 +48,12 @@ def write_run_report(root: str, ds: str, timings: list[tuple[str, str, float]] |
             ["dag", "ds", "seconds"], [(d, s, f"{sec:.1f}") for d, s, sec in timings]))
     counts = [(t, n) for t, d, n in catalog.partition_counts(root) if d == ds]
     sections.append("<h2>Published tables</h2>" + _html_table(["table", "rows"], counts))
+    lineage_rows = [(f"{name}", manifest["run_id"], "; ".join(
+        f"{i['table']} {i['partition']}" + (f" (run {i['run_id']})" if i.get("run_id") else "")
+        for i in manifest.get("inputs", [])))
+        for (name, value), manifest in sorted(lineage.published_manifests(root).items()) if value == ds]
+    sections.append("<h2>Lineage: each table's run and the runs of its inputs</h2>" + _html_table(
+        ["table", "run", "inputs"], lineage_rows))
     sections.append("<h2>Data quality</h2>" + _html_table(
         ["ds", "table", "checks", "failed critical", "failed warning"], dq_verdicts(root, [ds])))
     failures = _query(con, """SELECT table_name, expectation, column_name, severity, observed_value
