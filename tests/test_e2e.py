@@ -4,6 +4,7 @@ generated data, its Spark tasks through spark-submit."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -293,6 +294,23 @@ def test_the_targets_backfill_reads_the_backfilled_snapshots_and_equals_the_dail
         for name, rows in backfilled_rows.items():
             daily = sorted(storage.read_partition(spark, tables.TABLES[name], ds, root).collect())
             assert len(rows) > 0 and rows == daily, f"{name} ds={ds}: backfill differs from the daily run"
+
+
+def test_every_published_partition_has_its_manifest_and_nothing_is_stale(backfilled):
+    """Publishing wrote a manifest for every partition the DAGs published, naming its run, job and
+    inputs; right after the backfills every partition was built from its inputs' current runs."""
+    from jobs.core.tables import TABLES
+    from jobs.warehouse import lineage
+
+    root = Path(backfilled["root"])
+    partitions = [(t, d) for t in TABLES.values() if t.zone in ("ods", "marts")
+                  for d in sorted((root / t.zone / t.name).glob("ds=*/_SUCCESS"))]
+    assert len(partitions) >= 11 * 2 + 10
+    for table, marker in partitions:
+        manifest = json.loads((marker.parent / "_RUN.json").read_text())
+        assert manifest["run_id"] and manifest["job"] and manifest["inputs"], (table.qualified, marker)
+        assert manifest["quality"]["passed"], (table.qualified, marker)
+    assert lineage.stale(str(root)) == []
 
 
 def test_no_personal_value_leaves_the_source_zones(backfilled):
