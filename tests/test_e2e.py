@@ -324,7 +324,7 @@ def test_no_personal_value_leaves_the_source_zones(backfilled):
     names, phones = set(), set()
     for entity, columns in {"clients": ("full_name", "msisdn"), "applications": ("phone",),
                             "tenants": ("tenant_name",), "managers": ("manager_name",)}.items():
-        landed = pads.dataset(root / "raw" / entity, format="parquet", partitioning="hive").to_table(columns=columns)
+        landed = pads.dataset(root / "raw" / entity, format="parquet", partitioning="hive").to_table(columns=list(columns))
         for column in columns:
             values = {v for v in landed.column(column).to_pylist() if v}
             if column in ("msisdn", "phone"):
