@@ -23,6 +23,11 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+# Run dates the jobs can compute with: a job steps a day either side of D (0001-01-01 and
+# 9999-12-31 overflow), and pandas timestamps end in 2262.
+FIRST_DS, LAST_DS = dt.date(1900, 1, 1), dt.date(2199, 12, 31)
+
+
 def parse_ds(value: str | dt.date, option: str = "--ds") -> dt.date:
     """A partition date from YYYY-MM-DD, refused in one line naming the option."""
     if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
@@ -30,9 +35,12 @@ def parse_ds(value: str | dt.date, option: str = "--ds") -> dt.date:
     try:
         if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value).strip()):
             raise ValueError
-        return dt.date.fromisoformat(str(value).strip())
+        day = dt.date.fromisoformat(str(value).strip())
     except ValueError:
         raise BadInputError(f"{option} {value!r}: expected a date YYYY-MM-DD, e.g. 2024-06-01") from None
+    if not FIRST_DS <= day <= LAST_DS:
+        raise BadInputError(f"{option} {value!r}: expected a date between {FIRST_DS} and {LAST_DS}")
+    return day
 
 
 @dataclasses.dataclass(frozen=True)

@@ -165,11 +165,14 @@ def _create_exclusive(spark, path: str, text: str) -> bool:
     """Create the file with `text` unless it exists (atomically); False when it existed."""
     if config.is_local(path):
         local = config.local_path(path)
-        os.makedirs(os.path.dirname(local), exist_ok=True)
+        make_local_folder(os.path.dirname(local))
         try:
             fd = os.open(local, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             return False
+        except OSError as exc:
+            raise WarehouseNotWritableError(f"cannot write {local}: {exc.strerror}; nothing was written "
+                                            "(is the warehouse root writable?)") from None
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         return True
@@ -187,6 +190,20 @@ def _create_exclusive(spark, path: str, text: str) -> bool:
     finally:
         stream.close()
     return True
+
+
+class WarehouseNotWritableError(OstapError):
+    """A publish could not write under the warehouse root (read-only, or not a folder)."""
+
+
+def make_local_folder(folder: str) -> None:
+    """os.makedirs, refused in one line when the folder cannot be made (a read-only warehouse, or
+    a path through a regular file): the first write of a publish names the place."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseNotWritableError(f"cannot create the folder {folder}: {exc.strerror}; nothing was "
+                                        "written (is the warehouse root writable?)") from None
 
 
 def _read_lock(spark, path: str) -> dict | None:
@@ -404,6 +421,8 @@ def append_records(spark, table: Table, rows: list[dict] | None, value: str, roo
     """
     if df is None:
         df = spark.createDataFrame(rows or [], schema=table.spark_schema())
+    if config.is_local(root):
+        make_local_folder(config.local_path(table.path(root)))
     run = uuid.uuid4().hex[:12]  # names this append's files: one run may append twice
     staging = f"{table.path(root)}/_staging_append.{run}"
     df.select(*table.columns).write.mode("overwrite").parquet(staging)

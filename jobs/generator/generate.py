@@ -111,6 +111,14 @@ def _generate(out: str, start, days, seed, scale: str, inject_conflicts: bool, i
         raise AssertionError(f"generators cover {sorted(by_name)}, the registry has {sorted(ENTITIES)}")
     seq_rng = np.random.default_rng([seed, 0])
     fs, root = _filesystem(out)
+    try:
+        return _write(fs, root, window, by_name, seq_rng, inject_conflicts, inject_bad_rows)
+    except OSError as exc:  # read-only, or a path through a regular file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OstapError(f"--out {out}: cannot write the replicas there ({first})") from None
+
+
+def _write(fs, root: str, window, by_name: dict, seq_rng, inject_conflicts: bool, inject_bad_rows: bool) -> dict:
     report = {}
     for name in ENTITIES:
         landed = by_name[name].finalize(window.first_day, window.last_day, int(seq_rng.integers(10**6, 10**9)),

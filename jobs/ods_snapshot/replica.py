@@ -80,6 +80,7 @@ def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] |
         missing = [c for c in tables.Table("_", "_", (), payload_ddl).columns if c not in columns]
         if missing:
             raise BadInputError(f"{source}: missing payload column(s) {', '.join(missing)} of {entity}")
+        refuse_unparseable(df, payload_ddl, source, entity)
     else:
         fields = [f for f in df.schema.fields if f.name not in (*tables.CDC_COLUMN_NAMES, "load_date")]
         odd = [f.name for f in fields if not IDENTIFIER.match(f.name)]
@@ -93,6 +94,28 @@ def read_changes(spark, entity: str, source: str | None, keys: tuple[str, ...] |
                              description=f"Last change per key of {entity} from {source}.")
     spec = Spec(entity, keys, payload_ddl, ods, state, source, source_format, ignored=tuple(ignored))
     return spec, normalize(df, spec), "load_date" in columns, day_only
+
+
+def refuse_unparseable(df, payload_ddl: str, source: str, entity: str) -> None:
+    """Refuse a source whose payload column, read as another type than the registry's (a CSV
+    --source), holds a value that does not convert: the cast would fail mid-job (or, lenient,
+    turn it into NULL). One small job, only when some column's type differs."""
+    from pyspark.sql.types import StructType
+
+    have = dict(df.dtypes)
+    differ = [(f.name, f.dataType.simpleString()) for f in StructType.fromDDL(payload_ddl).fields
+              if have.get(f.name, f.dataType.simpleString()) != f.dataType.simpleString()]
+    if not differ:
+        return
+    exprs = []
+    for i, (column, type_) in enumerate(differ):
+        bad = f"`{column}` IS NOT NULL AND try_cast(`{column}` AS {type_}) IS NULL"
+        exprs += [f"count_if({bad}) AS bad{i}", f"min(CASE WHEN {bad} THEN CAST(`{column}` AS STRING) END) AS e{i}"]
+    found = df.selectExpr(*exprs).first()
+    for i, (column, type_) in enumerate(differ):
+        if found[f"bad{i}"]:
+            raise BadInputError(f"{source}: column {column} of {entity} must be {type_}; {found[f'bad{i}']} row(s) "
+                                f"hold a value that is not, e.g. {found[f'e{i}']!r}; nothing published")
 
 
 def latest_load_folder(spark, source: str) -> str | None:

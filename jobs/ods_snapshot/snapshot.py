@@ -156,6 +156,10 @@ def _build_snapshot(spark, entity: str, ctx: RunContext, *, source: str | None =
         same_content = " AND ".join(f"hi.{c} <=> lo.{c}" for c in spec.content)
         resolved = per_key.selectExpr("*", f"NOT ({same_content}) AS conflict").persist()
         _count_figures(spark, ranked, resolved, result)
+        if mode_used == "full" and not result.rows_read:
+            _finish(spark, result, started, root)
+            raise BadInputError(f"{spec.source}: no change rows of {spec.entity} landed by ds={ds}; "
+                                "nothing to snapshot, nothing published")
         touched_state_rows = (result.live_keys + result.deletes_applied + 2 * result.conflicts
                               + result.pending_rows)
         if result.rejects:

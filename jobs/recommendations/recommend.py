@@ -165,13 +165,16 @@ def _read_any(spark, path: str, what: str):
 def _integer_ids(frame, column: str, what: str, path: str):
     import pandas as pd
 
+    if not len(frame.columns):
+        raise BadInputError(f"{what} {path}: the file is empty (not even a header with {column})")
     if column not in frame.columns:
         raise BadInputError(f"{what} {path}: no column {column!r} (columns: {', '.join(frame.columns)})")
     values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values != values.round())
+    # Beyond bigint an id would wrap around when converted (ids are bigint in the marts).
+    bad = values.isna() | (values != values.round()) | (values.abs() > 2**63 - 1)
     if bad.any():
-        raise BadInputError(f"{what} {path}: column {column} must hold integer ids; {int(bad.sum())} rows do not "
-                            f"(first: {frame.loc[bad, column].head(3).tolist()})")
+        raise BadInputError(f"{what} {path}: column {column} must hold integer ids (bigint); {int(bad.sum())} "
+                            f"rows do not (first: {[str(v) for v in frame.loc[bad, column].head(3)]})")
     frame[column] = values.astype("int64")
     return frame
 
@@ -183,13 +186,30 @@ def read_generic_inputs(spark, args) -> dict:
     keep = [c for c in ("user_id", "item_id", "weight", "ts") if c in events.columns]
     events = events[keep]
     if "weight" in events:
+        import numpy as np
         import pandas as pd
 
         weights = pd.to_numeric(events["weight"], errors="coerce")
-        if weights.isna().any():
-            raise BadInputError(f"--interactions {args.interactions}: column weight is not numeric in "
-                                f"{int(weights.isna().sum())} rows")
+        # 0 means no signal (such events are dropped); a negative or infinite weight is an error.
+        bad = ~np.isfinite(weights.astype(float)) | (weights < 0)
+        if bad.any():
+            raise BadInputError(f"--interactions {args.interactions}: column weight must be a finite number "
+                                f">= 0; {int(bad.sum())} rows are not "
+                                f"(first: {[str(v) for v in events.loc[bad, 'weight'].head(3)]})")
         events = events.assign(weight=weights)
+    if "ts" in events:
+        import pandas as pd
+
+        # As recommend_generic parses it, so that a bad value is named here rather than fail there.
+        try:
+            ts = pd.to_datetime(events["ts"], errors="coerce")
+        except (ValueError, TypeError) as exc:
+            raise BadInputError(f"--interactions {args.interactions}: column ts does not parse as timestamps "
+                                f"({str(exc).splitlines()[0]})") from None
+        bad = ts.isna() & events["ts"].notna()
+        if bad.any():
+            raise BadInputError(f"--interactions {args.interactions}: column ts must hold timestamps; "
+                                f"{int(bad.sum())} rows do not (first: {[str(v) for v in events.loc[bad, 'ts'].head(3)]})")
     users = items = None
     if args.users:
         users = _integer_ids(_read_any(spark, args.users, "--users"), "user_id", "--users", args.users)

@@ -104,15 +104,47 @@ def load_sales(spark, ctx: RunContext, path: str | None = None):
         raise BadInputError(f"{source}: missing column(s) {', '.join(shown)}; found {', '.join(raw.columns)}")
     raw.createOrReplaceTempView("forecast_raw_sales")
     typed = spark.sql(sqlfiles.load("sales_forecast/forecast_input.sql", source="forecast_raw_sales"))
-    bad = typed.where("store_id IS NULL OR sale_date IS NULL OR sales IS NULL")
-    examples = bad.limit(3).collect()
-    if examples:
-        column = next(c for c in ("store_id", "sale_date", "sales") if any(r[c] is None for r in examples))
-        shown = "; ".join(f"store_id={r['store_id_raw']} date={r['sale_date_raw']} sales={r['sales_raw']}"
-                          for r in examples)
-        raise BadInputError(f"{source}: {bad.count()} row(s) with a missing or unparsable value "
-                            f"(first in column {'date' if column == 'sale_date' else column}), e.g. {shown}")
+    _refuse_bad_sales(typed, source)
     return typed.select("store_id", "sale_date", "sales"), source
+
+
+# What makes a sales row unusable, in the order they are reported (sales is a double: try_cast
+# reads 'NaN' and 'Infinity' as such).
+_BAD_SALES = (
+    ("store_id IS NULL OR sale_date IS NULL OR sales IS NULL", "with a missing or unparsable value"),
+    ("isnan(sales) OR abs(sales) = double('Infinity')", "whose sales is not a finite number"),
+    ("sales < 0", "with negative sales"),
+)
+
+
+def _refuse_bad_sales(typed, source: str) -> None:
+    """One line naming the first kind of bad row, with examples: an empty input, a value that does
+    not parse, a sales value that is NaN, infinite or negative, or a store and day given twice
+    (a daily file has one row per store and day: summing both would double that day)."""
+    counts = typed.selectExpr("count(*) AS rows", "count(DISTINCT store_id, sale_date) AS days",
+                              "sum(sales) AS total", "max(sales) AS largest",
+                              *[f"count_if({cond}) AS bad{i}" for i, (cond, _) in enumerate(_BAD_SALES)]).first()
+    if not counts["rows"]:
+        raise BadInputError(f"{source}: no sales rows; nothing to forecast")
+    for i, (cond, what) in enumerate(_BAD_SALES):
+        if counts[f"bad{i}"]:
+            examples = typed.where(cond).limit(3).collect()
+            where = ""
+            if i == 0:
+                column = next(c for c in ("store_id", "sale_date", "sales") if any(r[c] is None for r in examples))
+                where = f" (first in column {'date' if column == 'sale_date' else column})"
+            shown = "; ".join(f"store_id={r['store_id_raw']} date={r['sale_date_raw']} sales={r['sales_raw']}"
+                              for r in examples)
+            raise BadInputError(f"{source}: {counts[f'bad{i}']} row(s) {what}{where}, e.g. {shown}")
+    if counts["total"] in (float("inf"), float("-inf")):
+        raise BadInputError(f"{source}: sales values too large to add up (the total overflows a double; "
+                            f"largest value {counts['largest']})")
+    if counts["days"] < counts["rows"]:
+        twice = typed.groupBy("store_id", "sale_date").count().where("count > 1")
+        examples = twice.orderBy("store_id", "sale_date").limit(3).collect()
+        shown = "; ".join(f"store_id={r['store_id']} date={r['sale_date']} ({r['count']} rows)" for r in examples)
+        raise BadInputError(f"{source}: {twice.count()} store and day(s) given more than once, e.g. {shown}; "
+                            "a daily file has one row per store and day")
 
 
 # ---------------------------------------------------------------- the Spark part

@@ -25,7 +25,10 @@ def run(args, ctx) -> int:
     header = [d[0] for d in result.description]
     if args.csv:
         frame = result.df()
-        frame.to_csv(args.csv, index=False)
+        try:
+            frame.to_csv(args.csv, index=False)
+        except OSError as exc:
+            raise OstapError(f"--csv {args.csv}: cannot write it ({exc.strerror or str(exc).splitlines()[0]})") from None
         print(f"wrote {len(frame)} rows to {args.csv}")
         return 0
     rows = result.fetchmany(args.limit + 1)
