@@ -363,12 +363,16 @@ def gate(df, table, ds: str, ctx: RunContext) -> None:
     """
     if not table.published and not suite_path(table).exists():
         return None
-    verdict = validate(df, table, ds, ctx)
+    _enforce(validate(df, table, ds, ctx))
+    return None
+
+
+def _enforce(verdict: Verdict) -> None:
+    """Log the verdict's warnings; raise when a critical expectation failed."""
     for warning in verdict.failed_warnings:
         log.warning("data quality warning %s ds=%s: %s", verdict.table, verdict.ds, warning.describe())
     if not verdict.passed:
         raise DataQualityError(verdict.error_message())
-    return None
 
 
 def key_gate(df, table, ds: str, ctx: RunContext) -> None:
@@ -376,11 +380,7 @@ def key_gate(df, table, ds: str, ctx: RunContext) -> None:
     with key_suite(table), so that no partition is published unchecked."""
     if suite_path(table).exists():
         return gate(df, table, ds, ctx)
-    verdict = validate(df, table, ds, ctx, suite_config=key_suite(table))
-    for warning in verdict.failed_warnings:
-        log.warning("data quality warning %s ds=%s: %s", verdict.table, verdict.ds, warning.describe())
-    if not verdict.passed:
-        raise DataQualityError(verdict.error_message())
+    _enforce(validate(df, table, ds, ctx, suite_config=key_suite(table)))
     return None
 
 

@@ -25,7 +25,6 @@ from jobs.core.tables import Table
 
 log = logging.getLogger(__name__)
 
-RUN_SIDECAR = storage.RUN_SIDECAR
 
 
 @dataclasses.dataclass
@@ -111,17 +110,12 @@ def _roll_back(spark, run_id: str, entries: list[dict]) -> None:
         fs, final = storage.hadoop_fs(spark, entry["final"])
         path = spark._jvm.org.apache.hadoop.fs.Path
         trash = path(entry["trash"])
-        written_by_run = fs.exists(final) and _final_run(spark, entry) == run_id
+        written_by_run = fs.exists(final) and storage.run_in(spark, entry["final"]) == run_id
         if written_by_run:
             fs.delete(final, True)
         if fs.exists(trash) and not fs.exists(final):
             fs.rename(trash, final)
         storage.delete_path(spark, entry["staging"])
-
-
-def _final_run(spark, entry: dict) -> str | None:
-    text = storage.read_text(spark, f"{entry['final']}/{RUN_SIDECAR}")
-    return json.loads(text).get("run_id") if text else None
 
 
 def roll_back_unfinished(spark, partitions: list[tuple[Table, str]], ctx: RunContext) -> list[str]:

@@ -404,7 +404,12 @@ def read_input(spark, table: Table, value: str, ctx: RunContext):
 
 def run_of(spark, table: Table, value: str, root: str) -> str | None:
     """The run id that wrote a published partition (None for none or one without a manifest)."""
-    text = read_text(spark, f"{table.partition_path(value, root)}/{RUN_SIDECAR}")
+    return run_in(spark, table.partition_path(value, root))
+
+
+def run_in(spark, folder: str) -> str | None:
+    """The run id in the manifest of a partition folder (None when it has none)."""
+    text = read_text(spark, f"{folder}/{RUN_SIDECAR}")
     return json.loads(text).get("run_id") if text else None
 
 
