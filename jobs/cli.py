@@ -45,6 +45,8 @@ def _common_options() -> argparse.ArgumentParser:
                         help="Spark master (default: $OSTAP_SPARK_MASTER or local[*])")
     common.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Spark setting, repeatable")
+    common.add_argument("--lineage-parent", metavar="NAMESPACE/JOB/RUN_ID",
+                        help="OpenLineage parent run of this job's events (the DAGs pass the Airflow task's)")
     common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
     return common
 
@@ -73,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         ctx = RunContext.from_args(args)  # a bad --ds is refused here, before any Spark starts
+        if getattr(args._module, "EMITS_LINEAGE", False):
+            return _run_with_lineage_events(args, ctx)
         return int(args._module.run(args, ctx) or 0)
     except OstapError as exc:
         if args.verbose:
@@ -89,6 +93,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ostap {args.command}: unexpected error: {type(exc).__name__}: {first} "
               "(rerun with --verbose for the traceback)", file=sys.stderr)
         return 1
+
+
+def _run_with_lineage_events(args, ctx: RunContext) -> int:
+    """Run a job between its OpenLineage START and its COMPLETE or FAIL event."""
+    from jobs.core.lineage_events import RunEvents
+
+    events = RunEvents(ctx, parent=ctx.lineage_parent)
+    events.start()
+    try:
+        code = int(args._module.run(args, ctx) or 0)
+    except BaseException as exc:
+        events.fail(exc)
+        raise
+    if code:
+        events.fail(f"ostap {args.command} exited with code {code}")
+    else:
+        events.complete()
+    return code
 
 
 if __name__ == "__main__":

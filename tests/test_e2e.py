@@ -315,6 +315,60 @@ def test_every_published_partition_has_its_manifest_and_nothing_is_stale(backfil
     assert lineage.stale(str(root)) == []
 
 
+def _events(root: Path, name: str) -> list[dict]:
+    return [json.loads(line) for line in (root / "_lineage" / name).read_text().splitlines()]
+
+
+def test_every_spark_task_sends_job_events_that_join_its_airflow_task_run(backfilled):
+    """The OpenLineage provider reports each Airflow task run; the job it submits reports its own
+    run with that task run as parent, so a lineage server draws one tree."""
+    from jobs.core import lineage_events
+
+    root = Path(backfilled["root"])
+    task_runs = {e["run"]["runId"]: e["job"]["name"] for e in _events(root, lineage_events.AIRFLOW_EVENTS_FILE)
+                 if e.get("job") and e["eventType"] in ("START", "COMPLETE")}
+    jobs = [e for e in _events(root, lineage_events.EVENTS_FILE) if e["eventType"] == "COMPLETE"]
+    parented = [e for e in jobs if "parent" in e["run"]["facets"]]
+    spark_tasks = len(tables.ENTITIES) * len(BACKFILL_DAYS) + len(BACKFILL_DAYS) + 2  # snapshots, targets, recommend, forecast
+    assert len(parented) >= spark_tasks, [e["job"]["name"] for e in jobs]
+    for event in parented:
+        parent = event["run"]["facets"]["parent"]
+        assert parent["run"]["runId"] in task_runs, (event["job"]["name"], parent)
+        assert task_runs[parent["run"]["runId"]] == parent["job"]["name"]
+    snapshot = next(e for e in parented if e["job"]["name"] == "ostap.snapshot.clients")
+    assert snapshot["run"]["facets"]["parent"]["job"]["name"] == f"{SNAPSHOT_DAG}.snapshot_clients"
+    assert {d["name"] for d in snapshot["outputs"]} == {"ods.clients", "state.clients"}
+
+
+def test_the_printed_rebuild_run_through_airflow_leaves_nothing_stale(backfilled):
+    """Rerun one entity's first day by hand: `ostap lineage stale` names what was built from it,
+    and its `airflow tasks clear` lines, run in order by the scheduler, leave nothing stale."""
+    import shlex
+
+    env, home, first, second = dict(backfilled["env"]), backfilled["home"], *BACKFILL_DAYS
+    rerun = _ostap("snapshot", "--entity", "clients", "--ds", first, "--full", env=env)
+    assert rerun.returncode == 0, rerun.stderr
+    found = json.loads(_ostap("lineage", "stale", "--json", env=env).stdout)
+    assert sorted((f["table"], f["partition"]) for f in found) == [
+        ("marts.scoring_targets", first), ("marts.scoring_targets", second), ("marts.target_recovery", first),
+        ("marts.target_recovery", second), ("ods.clients", second), ("state.clients", second)]
+    printed = _ostap("lineage", "stale", env=env).stdout
+    commands = printed.split("rebuild, in this order")[1].splitlines()[1:]
+    assert commands == [f"airflow tasks clear scoring_targets_daily -s {first} -e {first} -y",
+                        f"airflow tasks clear {SNAPSHOT_DAG} -t snapshot_clients -s {second} -e {second} -y",
+                        f"airflow tasks clear scoring_targets_daily -s {second} -e {second} -y"]
+    with airflow_local.api_server(env), airflow_local.scheduler(env):
+        for command in commands:
+            dag_id = shlex.split(command)[3]
+            airflow_local.airflow(*shlex.split(command)[1:], env=env, capture=True)
+            deadline = time.monotonic() + 600
+            while set(_dag_run_states(home, dag_id).values()) - {"success", "failed"}:
+                assert time.monotonic() < deadline, f"{command}: runs not finished: {_dag_run_states(home, dag_id)}"
+                time.sleep(3)
+            assert set(_dag_run_states(home, dag_id).values()) == {"success"}, command
+    assert _ostap("lineage", "stale", env=env).stdout.startswith("nothing is stale")
+
+
 def test_no_personal_value_leaves_the_source_zones(backfilled):
     """After every DAG ran (marts, dq, models, reports, Data Docs, the Airflow task logs), no name or
     phone of the sources appears outside raw/, ods/ and state/, in any spelling of the phone."""

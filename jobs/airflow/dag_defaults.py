@@ -52,6 +52,12 @@ def pipeline_package(pipeline: str) -> str:
     return package
 
 
+# The Airflow task's OpenLineage run (namespace/job/run id), the parent of the job's own events;
+# empty when the OpenLineage provider is disabled (it then registers no macros).
+LINEAGE_PARENT = ("{{ macros.OpenLineageProviderPlugin.lineage_parent_id(task_instance) "
+                  "if macros is defined and macros.OpenLineageProviderPlugin is defined else '' }}")
+
+
 def spark_job(task_id: str, *cli_args: str, pipeline: str, outlets=None, **kwargs):
     """A SparkSubmitOperator running one `ostap` command of `pipeline` through connection
     spark_default.
@@ -65,7 +71,7 @@ def spark_job(task_id: str, *cli_args: str, pipeline: str, outlets=None, **kwarg
     return SparkSubmitOperator(
         task_id=task_id,
         application=SPARK_APP,
-        application_args=list(cli_args),
+        application_args=[*cli_args, "--lineage-parent", LINEAGE_PARENT],
         conn_id="spark_default",
         name=f"ostap-{task_id}",
         driver_memory=settings.DRIVER_MEMORY.get(),

@@ -349,7 +349,9 @@ def validate(df, table, ds: str, ctx: RunContext, band: str | None = None, recor
     ctx.verdicts[f"{table.qualified}/{ds}"] = {
         "passed": verdict.passed, "rows": rows, "expectations": len(checks),
         "failed_critical": len(verdict.failed_critical), "failed_warnings": len(verdict.failed_warnings),
-        "suite": verdict.suite}
+        "suite": verdict.suite,
+        "checks": [{"expectation": c.expectation, "column": c.column, "severity": c.severity, "success": c.success}
+                   for c in checks]}
     log.info("data quality %s ds=%s: %s, %d expectations, %d critical failed, %d warnings, %.2f s",
              table.qualified, ds, "passed" if verdict.passed else "FAILED", len(checks),
              len(verdict.failed_critical), len(verdict.failed_warnings), verdict.seconds)

@@ -57,26 +57,31 @@ class RunContext:
     # writes: {"table", "partition", "run_id"}; and the quality verdicts of what it staged.
     inputs: list[dict] = dataclasses.field(default_factory=list, compare=False)
     verdicts: dict[str, dict] = dataclasses.field(default_factory=dict, compare=False)
+    # What it staged: {"table", "partition", "rows", "columns"} (its OpenLineage outputs).
+    outputs: list[dict] = dataclasses.field(default_factory=list, compare=False)
+    # The OpenLineage parent run when a scheduler runs the job: namespace/job_name/run_id.
+    lineage_parent: str | None = None
 
     @classmethod
     def create(cls, *, warehouse: str | None = None, ds: str | dt.date | None = None, run_id: str | None = None,
                master: str | None = None, conf: Mapping[str, str] | None = None, job: str = "",
-               args: Mapping[str, object] | None = None) -> RunContext:
+               args: Mapping[str, object] | None = None, lineage_parent: str | None = None) -> RunContext:
         """A context whose unset parts come from the settings (OSTAP_WAREHOUSE, OSTAP_SPARK_MASTER)."""
         return cls(warehouse=config.warehouse_root(warehouse),
                    ds_date=None if ds is None else parse_ds(ds),
                    run_id=run_id or new_run_id(),
                    master=master,
-                   conf=dict(conf or {}), job=job, args=dict(args or {}))
+                   conf=dict(conf or {}), job=job, args=dict(args or {}), lineage_parent=lineage_parent or None)
 
     @classmethod
     def from_args(cls, args) -> RunContext:
         """The context of a CLI command: --warehouse, --master, --conf and --ds when it has one."""
         options = {k: v for k, v in vars(args).items()
-                   if not k.startswith("_") and k not in ("verbose", "command") and isinstance(v, str | int | float | bool)}
+                   if not k.startswith("_") and k not in ("verbose", "command", "lineage_parent") and isinstance(v, str | int | float | bool)}
         return cls.create(warehouse=getattr(args, "warehouse", None), ds=getattr(args, "ds", None),
                           master=getattr(args, "master", None), conf=config.parse_conf(getattr(args, "conf", [])),
-                          job=getattr(args, "command", "") or "", args=options)
+                          job=getattr(args, "command", "") or "", args=options,
+                          lineage_parent=getattr(args, "lineage_parent", None))
 
     @property
     def ds(self) -> str:
@@ -87,7 +92,7 @@ class RunContext:
 
     def on(self, ds: str | dt.date) -> RunContext:
         """The same run (id, warehouse, Spark) for another date, e.g. a chain of days in one process."""
-        return dataclasses.replace(self, ds_date=parse_ds(ds), inputs=[], verdicts={})
+        return dataclasses.replace(self, ds_date=parse_ds(ds), inputs=[], verdicts={}, outputs=[])
 
     def record_input(self, table: str, partition: str, run_id: str | None, **extra) -> None:
         """Note an input the run read (once per table and partition)."""

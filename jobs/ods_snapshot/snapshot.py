@@ -31,6 +31,8 @@ __all__ = ["DEFAULT_STATE_COMPACTION", "SNAPSHOT_SIDECAR", "STATE_SIDECAR", "Sna
            "read_replica", "read_state"]
 
 HELP = "rebuild the as-of snapshot ods.<entity> for --ds from ODS change rows (full or incremental)"
+# The CLI wraps each run in OpenLineage START and COMPLETE or FAIL events (jobs.core.lineage_events).
+EMITS_LINEAGE = True
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,8 @@ from jobs.recommendations.model import LIGHTFM, MODELS, ModelConfig
 from jobs.recommendations.recommender import RecResult, recommend_agency, recommend_generic
 
 HELP = "recommend premises to tenants (LightFM vs baseline, A/B arms, leads, offline eval) or items of any log"
+# The CLI wraps each run in OpenLineage START and COMPLETE or FAIL events (jobs.core.lineage_events).
+EMITS_LINEAGE = True
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,8 @@ from jobs.sales_forecast.forecast_models import (
 )
 
 HELP = "forecast monthly sales per store (lin3, snaive, ETS, Prophet, ensemble), backtest, publish the plan"
+# The CLI wraps each run in OpenLineage START and COMPLETE or FAIL events (jobs.core.lineage_events).
+EMITS_LINEAGE = True
 
 log = logging.getLogger(__name__)
 

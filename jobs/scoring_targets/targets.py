@@ -14,6 +14,8 @@ from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
 
 HELP = "scoring targets: contracts linked to a hashed phone (client's, else latest prior application's)"
+# The CLI wraps each run in OpenLineage START and COMPLETE or FAIL events (jobs.core.lineage_events).
+EMITS_LINEAGE = True
 
 DEFAULT_OUTCOME_WINDOW_DAYS = 90
 INPUTS = ("ods.contracts", "ods.clients", "ods.applications")

@@ -127,7 +127,8 @@ def stale(root: str, since: str | None = None) -> list[dict]:
 
 def rebuild_command(table: tables.Table, value: str) -> str:
     dag = DAGS[table.pipeline]
-    task = f" -t '^snapshot_{table.name}$'" if table.pipeline == "ods_snapshot" else ""
+    # Airflow 3 matches -t as a part of the task id, not as a regex (`^...$` would match nothing).
+    task = f" -t snapshot_{table.name}" if table.pipeline == "ods_snapshot" else ""
     return f"airflow tasks clear {dag}{task} -s {value} -e {value} -y"
 
 
@@ -147,7 +148,7 @@ def run(args, ctx) -> int:
                 print(f"{item['table']} {item['partition']} (run {item['run_id']}): {item['why']}")
                 if item["rebuild"] not in seen_commands:
                     seen_commands.append(item["rebuild"])
-            print("\nrebuild, in this order:")
+            print("\nrebuild, in this order (each once the runs it started have finished):")
             print("\n".join(seen_commands))
         return 0
     if not args.ds:
