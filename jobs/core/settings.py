@@ -61,6 +61,9 @@ REDIS_URL = Setting("OSTAP_REDIS_URL", None,
 SERVE_PORT = Setting("OSTAP_SERVE_PORT", "8090", "port of `ostap serve`")
 SERVE_LOG = Setting("OSTAP_SERVE_LOG", None, "JSON-lines log of every API answer (with the client's arm)",
                     "`./.serve/answers.jsonl`")
+EXPERIMENTS = Setting("OSTAP_EXPERIMENTS", None,
+                      "TOML file of the A/B experiments (name, treatment share) the recommend job, the API and "
+                      "the readout read", "`jobs/core/experiments.toml`")
 AIRFLOW_HOME = Setting("OSTAP_AIRFLOW_HOME", None, "home of the embedded Airflow (development)", "`./.airflow`")
 AIRFLOW_PARALLELISM = Setting("OSTAP_AIRFLOW_PARALLELISM", "2", "tasks the embedded Airflow runs at once")
 AIRFLOW_HOST = Setting("OSTAP_AIRFLOW_HOST", "127.0.0.1",
