@@ -32,7 +32,8 @@ COMMANDS: dict[str, str] = {
     "ddl": "jobs.warehouse.ddl",
     "lineage": "jobs.warehouse.lineage",
     "serve": "jobs.serving.serve",
-    "abtest": {"land": "jobs.abtest.land", "readout": "jobs.abtest.readout"},
+    "abtest": {"land": "jobs.abtest.land", "readout": "jobs.abtest.readout",
+               "simulate": "jobs.local.abtest_simulate"},
     "redis": "jobs.local.redis_local",
     "jvm-archive": "jobs.local.jvm_archive",
 }

@@ -270,3 +270,36 @@ def test_readout_without_exposures_names_the_missing_partition(spark, warehouse,
     assert cli.main(["abtest", "readout", "--ds", DS, "--warehouse", str(warehouse)]) == 2
     err = capsys.readouterr().err
     assert "ods.serve_exposures has no published partition ds=2026-03-10" in err and "abtest land" in err
+
+
+# ----------------------------------------------------------------------------------------------
+# The closed loop (end to end)
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_closed_loop_through_the_real_service_lands_deals_and_exposures_and_flags_lost_treatment_lines(
+        spark, warehouse, capsys):
+    """Two days of the loop: generated tenants ask the real `ostap serve` (real Redis, lists of the
+    real recommend job), sign by their hidden taste; their deals go raw -> snapshot, the answer lines
+    land and are snapshotted, and each day is read out. 70% of treatment lines are lost: the
+    sample-ratio test must say so, while the assignment checks stay clean."""
+    from jobs.local import abtest_simulate
+
+    args = cli.build_parser().parse_args(["abtest", "simulate", "--days", "2", "--visit-rate", "1",
+                                          "--drop-treatment-exposures", "0.7", "--seed", "3"])
+    result = abtest_simulate.simulate(spark, str(warehouse), args)
+    days = result["days"]
+    assert [d["ds"] for d in days] == ["2024-01-15", "2024-01-16"]
+    for figures in days:
+        assert figures["answers_kept"] + figures["answers_dropped"] == figures["visits"] > 150
+        assert figures["exposures_landed"] == figures["answers_kept"]
+        readout_rows = storage.read_partition(spark, TABLES["marts.ab_readout"], figures["ds"], str(warehouse)).toPandas()
+        flags = set(readout_rows.loc[readout_rows["metric"] == "treatment_share", "flags"].iloc[0].split(","))
+        assert "sample_ratio_mismatch" in flags and not flags & {"assignment_mismatch", "clients_in_both_arms"}
+    deals = storage.read_partition(spark, TABLES["ods.deals"], "2024-01-16", str(warehouse)).toPandas()
+    simulated = deals[deals["deal_id"] >= result["first_deal_id"]]
+    assert len(simulated) == sum(d["deals"] for d in days) > 0 and set(simulated["status"]) == {"signed"}
+    exposures = storage.read_partition(spark, TABLES["ods.serve_exposures"], "2024-01-16", str(warehouse)).toPandas()
+    assert len(exposures) == sum(d["answers_kept"] for d in days)
+    assert (exposures["arm"] == [EXPERIMENT.arm(c) for c in exposures["client_id"]]).all()
