@@ -303,3 +303,7 @@ def test_closed_loop_through_the_real_service_lands_deals_and_exposures_and_flag
     exposures = storage.read_partition(spark, TABLES["ods.serve_exposures"], "2024-01-16", str(warehouse)).toPandas()
     assert len(exposures) == sum(d["answers_kept"] for d in days)
     assert (exposures["arm"] == [EXPERIMENT.arm(c) for c in exposures["client_id"]]).all()
+    # The run report of the last day carries the readout and the plot of the cumulative lift by day.
+    page = open(result["report"]).read()
+    assert "A/B test readout" in page and "abtest/ds=2024-01-16/cumulative_lift.png" in page
+    assert (warehouse / "reports" / "abtest" / "ds=2024-01-16" / "cumulative_lift.png").stat().st_size > 1000

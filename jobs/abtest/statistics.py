@@ -134,12 +134,13 @@ def _mean_rows(experiment: Experiment, column: str, t: np.ndarray, c: np.ndarray
 
 
 def readout(clients: pd.DataFrame, experiment: Experiment, *, exposures: int = 0,
-            mismatched_exposures: int = 0, mismatched_clients: int = 0) -> list[dict]:
+            mismatched_exposures: int = 0, mismatched_clients: int = 0, revenue: bool = True) -> list[dict]:
     """The rows of marts.ab_readout (without ds) for one experiment.
 
     `clients`: one row per exposed client (see the module doc; arms_logged > 1 when a client was
     logged in both arms). `exposures`, `mismatched_exposures`: answers of the experiment, and those
     whose logged arm is not the arm the client's hash gives (mismatched_clients: their clients).
+    `revenue=False` leaves rent_per_client out (its bootstrap is the slow part, for the benchmark).
     """
     arms = clients["arm"].to_numpy()
     n_t, n_c = int((arms == TREATMENT).sum()), int((arms == CONTROL).sum())
@@ -166,6 +167,7 @@ def readout(clients: pd.DataFrame, experiment: Experiment, *, exposures: int = 0
         for column in PROPORTIONS:
             values = clients[column].to_numpy(dtype=float)
             rows += _proportion_rows(experiment, column, values[arms == TREATMENT], values[arms == CONTROL], flags)
-        values = clients[MEAN].to_numpy(dtype=float)
-        rows += _mean_rows(experiment, MEAN, values[arms == TREATMENT], values[arms == CONTROL], flags)
+        if revenue:
+            values = clients[MEAN].to_numpy(dtype=float)
+            rows += _mean_rows(experiment, MEAN, values[arms == TREATMENT], values[arms == CONTROL], flags)
     return rows

@@ -43,6 +43,7 @@ from jobs.local import net, redis_local
 from jobs.ods_snapshot.snapshot import build_snapshot
 from jobs.recommendations import recommend
 from jobs.serving import serving
+from jobs.warehouse import report
 
 HELP = "(development) closed loop: generated tenants visit the real `ostap serve`, sign deals by hidden taste"
 
@@ -241,8 +242,9 @@ def simulate(spark, root: str, args) -> dict:
                 log.info("abtest simulate %s: %s", day, readout.summary(rows))
         finally:
             service.stop()
+    report_path = report.write_run_report(root, days[-1]["ds"])  # with the cumulative lift plot
     return {"days": days, "rows": rows, "experiment": experiment.name, "first_day": (d0 + dt.timedelta(days=1)),
-            "first_deal_id": first_deal_id}
+            "first_deal_id": first_deal_id, "report": report_path}
 
 
 def _one_day(spark, root, day: dt.date, service: Service, market: Market, offset: int, experiment, args, rng,
@@ -305,4 +307,5 @@ def run(args, ctx: RunContext) -> int:
               f"{figures['exposures_landed']} exposures landed ({figures['answers_dropped']} lines lost)")
     for metric in ("signed_shown_share", "signed_any_share", "rent_per_client"):
         print("  " + readout.summary(result["rows"], metric))
+    print(f"  run report with the cumulative lift plot: {result['report']}")
     return 0
