@@ -143,10 +143,14 @@ def main() -> int:
     parser.add_argument("--history-days", type=int, default=14)
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--visit-rate", type=float, default=0.3)
-    parser.add_argument("--sign-rate", type=float, default=0.15)
+    parser.add_argument("--sign-rate", type=float, default=None, help="default: ostap abtest simulate's")
     parser.add_argument("--no-market", action="store_true", help="the statistics only (no demo market)")
     args = parser.parse_args()
     experiment = abtest.experiment()
+    if args.sign_rate is None:
+        from jobs.local.abtest_simulate import DEFAULT_SIGN_RATE
+
+        args.sign_rate = DEFAULT_SIGN_RATE
     started = time.perf_counter()
     figures = statistics_figures(args, experiment)
     print(f"statistics over {args.seeds} seeds x {args.clients:,} clients ({time.perf_counter() - started:.0f} s):")

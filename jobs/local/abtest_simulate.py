@@ -51,7 +51,10 @@ log = logging.getLogger(__name__)
 
 SOURCES = ("tenants", "premises", "managers", "deals", "proposals", "page_views")
 TENANT_ID0, PREMISE_ID0 = 2_000_001, 300_001  # jobs.generator.leasing's first ids
-ORGANIC_RATE = 0.004  # a visit ending in a lease of a premise the tenant was not shown
+ORGANIC_RATE = 0.002  # a visit ending in a lease of a premise the tenant was not shown
+# Scale of the signing probability: about 2% of visits to the baseline's list end in a lease (the
+# generator's own deals are rarer still per page view; a visit here is a tenant actively searching).
+DEFAULT_SIGN_RATE = 0.015
 
 
 def add_arguments(parser) -> None:
@@ -66,8 +69,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--start", default="2024-01-01", help="first day of the generated history")
     parser.add_argument("--history-days", type=int, default=14, help="generated days before the test (default 14)")
     parser.add_argument("--visit-rate", type=float, default=0.3, help="share of tenants visiting per day (default 0.3)")
-    parser.add_argument("--sign-rate", type=float, default=0.15,
-                        help="scale of the signing probability from the hidden utility (default 0.15)")
+    parser.add_argument("--sign-rate", type=float, default=DEFAULT_SIGN_RATE,
+                        help=f"scale of the signing probability from the hidden utility (default {DEFAULT_SIGN_RATE})")
     parser.add_argument("--window-days", type=int, default=30, help="readout window (default 30)")
     parser.add_argument("--experiment", metavar="NAME", help="experiment (default: the configured current one)")
     parser.add_argument("--redis", metavar="URL", help="Redis to use (default: a private one, stopped at the end)")
