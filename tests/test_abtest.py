@@ -87,16 +87,23 @@ def test_landing_refuses_answer_lines_without_a_column(spark, warehouse, tmp_pat
     assert not os.path.exists(TABLES["raw.serve_exposures"].partition_path(DS, str(warehouse)))
 
 
-def test_landed_exposures_are_snapshotted_and_validated_like_any_source(spark, warehouse, tmp_path, capsys):
+@pytest.mark.slow  # two landings and two snapshots: over 10 s (the suite alone is in tests/test_quality.py)
+def test_landed_exposures_are_snapshotted_and_validated_like_any_source_and_an_empty_day_goes_on(
+        spark, warehouse, tmp_path):
     log_path = tmp_path / "answers.jsonl"
     write_log(log_path, [answer(f"q{i}", 10 + i, f"{DS}T08:00:00.{i:03d}+00:00") for i in range(30)])
-    options = ["--ds", DS, "--warehouse", str(warehouse)]
-    assert cli.main(["abtest", "land", "--log", str(log_path), *options]) == 0
-    assert cli.main(["snapshot", "--entity", "serve_exposures", "--full", *options]) == 0
-    ods = storage.read_partition(spark, TABLES["ods.serve_exposures"], DS, str(warehouse)).toPandas()
-    assert sorted(ods["request_id"]) == sorted(f"q{i}" for i in range(30))
+    next_day = "2026-03-11"
+    options = ["--warehouse", str(warehouse)]
+    assert cli.main(["abtest", "land", "--ds", DS, "--log", str(log_path), *options]) == 0
+    assert cli.main(["snapshot", "--entity", "serve_exposures", "--ds", DS, "--full", *options]) == 0
     results = storage.read_partition(spark, TABLES["dq.validation_results"], DS, str(warehouse)).toPandas()
     assert (results["table_name"] == "ods.serve_exposures").sum() > 10 and results["success"].all()
+    # The next day has no answers: an empty partition lands, and the incremental snapshot goes on.
+    assert cli.main(["abtest", "land", "--ds", next_day, "--log", str(log_path), *options]) == 0
+    assert pd.read_parquet(TABLES["raw.serve_exposures"].partition_path(next_day, str(warehouse))).empty
+    assert cli.main(["snapshot", "--entity", "serve_exposures", "--ds", next_day, "--incremental", *options]) == 0
+    ods = storage.read_partition(spark, TABLES["ods.serve_exposures"], next_day, str(warehouse)).toPandas()
+    assert sorted(ods["request_id"]) == sorted(f"q{i}" for i in range(30))
 
 
 # ----------------------------------------------------------------------------------------------
