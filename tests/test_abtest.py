@@ -218,6 +218,31 @@ def test_sample_ratio_mismatch_fires_when_treatment_exposures_are_dropped():
     assert "sample_ratio_mismatch" not in rows_of(statistics.readout(clients, EXPERIMENT), "treatment_share")["all"]["flags"]
 
 
+def test_a_filter_after_one_arms_model_is_caught_by_the_length_of_the_lists_shown():
+    clients = simulated_clients(5_000, 0.10, 0.0, seed=5)
+    clients["items_per_exposure"] = 10.0
+    same = statistics.readout(clients, EXPERIMENT, revenue=False)
+    assert "shown_lists_differ" not in rows_of(same, "items_shown")["treatment"]["flags"]
+    # A filter after LightFM drops the occupied premises from treatment's lists only.
+    treated = clients["arm"] == "treatment"
+    clients.loc[treated, "items_per_exposure"] = np.random.default_rng(1).choice([8.0, 9.0, 10.0], treated.sum())
+    trimmed = statistics.readout(clients, EXPERIMENT, revenue=False)
+    shown = rows_of(trimmed, "items_shown")
+    assert shown["treatment"]["value"] == pytest.approx(9.0, abs=0.05) and shown["control"]["value"] == 10.0
+    assert "shown_lists_differ" in shown["diff"]["flags"] and shown["diff"]["p_value"] < 0.001
+
+
+def test_the_same_clients_treated_again_in_a_new_experiment_are_flagged():
+    clients = simulated_clients(5_000, 0.10, 0.0, seed=6)
+    fresh = statistics.readout(clients, EXPERIMENT, revenue=False, others=[abtest.Experiment("rec-older", 50)])
+    again = rows_of(fresh, "treated_again_share")["all"]
+    assert 0.47 < again["value"] < 0.53 and "same_clients_treated" not in again["flags"]
+    # An earlier experiment that ran under the same name (the same salt) treated exactly these clients.
+    reused = statistics.readout(clients, EXPERIMENT, revenue=False, others=[abtest.Experiment(EXPERIMENT.name, 50)])
+    again = rows_of(reused, "treated_again_share")["all"]
+    assert again["value"] == 1.0 and "same_clients_treated" in again["flags"]
+
+
 # ----------------------------------------------------------------------------------------------
 # The readout job on published snapshots
 # ----------------------------------------------------------------------------------------------

@@ -72,11 +72,12 @@ def readout(spark, ctx: RunContext, experiment: abtest.Experiment | None = None,
         raise BadInputError(f"--window-days must be at least 1, got {window_days}")
     experiment = experiment or abtest.experiment()
     clients, figures = client_outcomes(spark, ctx, experiment, window_days)
+    others = [e for name, e in abtest.experiments()[1].items() if name != experiment.name]
     if not figures["exposures"]:
         log.warning("experiment %s: no exposures up to %s; the readout says so (empty_arm)", experiment.name, ctx.ds)
     rows = pd.DataFrame(statistics.readout(clients, experiment, exposures=figures["exposures"],
                                            mismatched_exposures=figures["mismatched_exposures"],
-                                           mismatched_clients=figures["mismatched_clients"]),
+                                           mismatched_clients=figures["mismatched_clients"], others=others),
                         columns=READOUT.columns)
     df = spark.createDataFrame(rows.astype(object).where(rows.notna(), None), schema=READOUT.spark_schema())
     runs.publish_together([runs.Output(df.coalesce(1), READOUT, ctx.ds)], ctx=ctx, check=quality.gate)

@@ -18,6 +18,9 @@ from jobs.core.abtest import CONTROL, TREATMENT, Experiment
 ALPHA = 0.05
 POWER = 0.8
 SRM_ALPHA = 0.001  # a sample-ratio test is run on every readout: only a strong signal flags
+# Both arms' lists pass the same filters before ranking and have the same length k: lists of one arm
+# shorter on average by more than this share mean something filtered after one model.
+LIST_LENGTH_TOLERANCE = 0.05
 PROPORTIONS = ("signed_shown", "signed_any")
 MEAN = "rent_signed"
 METRIC_NAMES = {"signed_shown": "signed_shown_share", "signed_any": "signed_any_share",
@@ -133,14 +136,61 @@ def _mean_rows(experiment: Experiment, column: str, t: np.ndarray, c: np.ndarray
     return rows + _comparison_rows(experiment, metric, diff, lift, needed_t, len(t), len(c), flags)
 
 
+def _list_length_rows(experiment: Experiment, t: np.ndarray, c: np.ndarray, flags: list[str]) -> list[dict]:
+    """Premises listed per answer, per client, by arm: they differ only if something after the
+    models (a filter, a cut) changed what one arm is shown."""
+    from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+    rows = []
+    for arm, x in ((TREATMENT, t), (CONTROL, c)):
+        ci = DescrStatsW(x).tconfint_mean(alpha=ALPHA) if len(x) > 1 and x.std() > 0 else (None, None)
+        rows.append(_row(experiment, "items_shown", arm, x.mean() if len(x) else None, ci, None, len(x), flags))
+    if not len(t) or not len(c):
+        return rows
+    p_value = (CompareMeans(DescrStatsW(t), DescrStatsW(c)).ttest_ind(usevar="unequal")[1]
+               if len(t) > 1 and len(c) > 1 and (t.std() > 0 or c.std() > 0) else None)
+    rows.append(_row(experiment, "items_shown", DIFF, t.mean() - c.mean(), (None, None), p_value, len(t) + len(c),
+                     flags))
+    return rows
+
+
+def lists_differ(clients: pd.DataFrame) -> bool:
+    if "items_per_exposure" not in clients or clients.empty:
+        return False
+    means = clients.groupby("arm")["items_per_exposure"].mean()
+    if len(means) < 2 or max(means) == 0:
+        return False
+    return bool(abs(means.get(TREATMENT, 0) - means.get(CONTROL, 0)) / max(means) > LIST_LENGTH_TOLERANCE)
+
+
+def overlap_with(clients: pd.DataFrame, experiment: Experiment, others: list[Experiment]) -> tuple:
+    """(share, p-value, treated clients, other experiment) for the other configured experiment whose
+    treatment the treated clients of this one were most often in: under salted hashes it is that
+    experiment's share; far above it, the same clients are treated again (a reused name or salt)."""
+    from scipy.stats import binomtest
+
+    treated = clients.loc[clients["arm"] == TREATMENT, "client_id"].to_numpy()
+    worst = None
+    for other in others:
+        if other.treatment_share in (0, 100) or not len(treated):
+            continue
+        again = sum(other.arm(int(c)) == TREATMENT for c in treated)
+        p_value = binomtest(again, len(treated), other.treatment_share / 100, alternative="greater").pvalue
+        if worst is None or p_value < worst[1]:
+            worst = (again / len(treated), p_value, len(treated), other)
+    return worst
+
+
 def readout(clients: pd.DataFrame, experiment: Experiment, *, exposures: int = 0,
-            mismatched_exposures: int = 0, mismatched_clients: int = 0, revenue: bool = True) -> list[dict]:
+            mismatched_exposures: int = 0, mismatched_clients: int = 0, revenue: bool = True,
+            others: list[Experiment] = ()) -> list[dict]:
     """The rows of marts.ab_readout (without ds) for one experiment.
 
     `clients`: one row per exposed client (see the module doc; arms_logged > 1 when a client was
     logged in both arms). `exposures`, `mismatched_exposures`: answers of the experiment, and those
     whose logged arm is not the arm the client's hash gives (mismatched_clients: their clients).
     `revenue=False` leaves rent_per_client out (its bootstrap is the slow part, for the benchmark).
+    `others`: the other configured experiments, whose treated clients must not be this one's again.
     """
     arms = clients["arm"].to_numpy()
     n_t, n_c = int((arms == TREATMENT).sum()), int((arms == CONTROL).sum())
@@ -156,14 +206,25 @@ def readout(clients: pd.DataFrame, experiment: Experiment, *, exposures: int = 0
         flags.append("clients_in_both_arms")
     if not n_t or not n_c:
         flags.append("empty_arm")
+    if lists_differ(clients):
+        flags.append("shown_lists_differ")
+    overlap = overlap_with(clients, experiment, list(others))
+    if overlap and overlap[1] < SRM_ALPHA:
+        flags.append("same_clients_treated")
     rows = [_row(experiment, "exposed_clients", TREATMENT, n_t, n=n_t, flags=flags),
             _row(experiment, "exposed_clients", CONTROL, n_c, n=n_c, flags=flags),
             _row(experiment, "treatment_share", ALL, n_t / (n_t + n_c) if n_t + n_c else None,
                  p_value=srm_p, n=n_t + n_c, flags=flags),
             _row(experiment, "assignment_mismatch_share", ALL, mismatch_share, n=mismatched_clients, flags=flags),
             _row(experiment, "clients_in_both_arms", ALL, both, n=both, flags=flags)]
+    if overlap:
+        rows.append(_row(experiment, "treated_again_share", ALL, overlap[0], p_value=overlap[1], n=overlap[2],
+                         flags=flags))
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")  # small or one-sided samples: the rows say so with NaN and flags
+        if "items_per_exposure" in clients:
+            values = clients["items_per_exposure"].to_numpy(dtype=float)
+            rows += _list_length_rows(experiment, values[arms == TREATMENT], values[arms == CONTROL], flags)
         for column in PROPORTIONS:
             values = clients[column].to_numpy(dtype=float)
             rows += _proportion_rows(experiment, column, values[arms == TREATMENT], values[arms == CONTROL], flags)
