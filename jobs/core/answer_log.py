@@ -3,9 +3,9 @@ landing reads. Here, in core, so that the writer (jobs.serving) and the reader (
 share one format without importing each other.
 
 Durability: each line is one os.write on a file opened with O_APPEND, so lines of several
-threads or processes never interleave, and a line is in the file (the kernel's page cache) as
-soon as the answer is sent: killing or restarting the service loses none. Only a machine crash
-could lose the last lines; `fsync_every` bounds that (0: never fsync).
+threads or processes never interleave, and a line is in the file (the kernel's page cache) before
+the answer is sent: killing or restarting the service loses none (a machine crash could lose the
+last seconds that the kernel had not yet written out).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,25 +31,15 @@ def default_path() -> Path:
 class AnswerLog:
     """JSON lines appended with one os.write each (O_APPEND: whole lines, no lock needed)."""
 
-    def __init__(self, path: str | Path | None, fsync_every: int = 0):
+    def __init__(self, path: str | Path | None):
         self.fd = None
-        self.fsync_every = fsync_every
-        self._written = 0
-        self._lock = threading.Lock()
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def write(self, record: dict) -> None:
-        if self.fd is None:
-            return
-        os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
-        if self.fsync_every:
-            with self._lock:
-                self._written += 1
-                due = self._written % self.fsync_every == 0
-            if due:
-                os.fsync(self.fd)
+        if self.fd is not None:
+            os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
 
     def close(self) -> None:
         if self.fd is not None:
@@ -72,9 +61,8 @@ def read_records(paths: list[Path]) -> Iterator[tuple[Path, int, dict]]:
     naming file and line, except a last line without its newline: an answer being written
     right now, which the next landing reads whole."""
     for path in paths:
-        data = path.read_bytes()
-        lines = data.split(b"\n")
-        partial = lines.pop()  # b"" when the file ends with a newline
+        lines = path.read_bytes().split(b"\n")
+        lines.pop()  # after the last newline: b"", or a line still being written (read next time)
         bad = []
         for number, raw in enumerate(lines, start=1):
             if not raw.strip():
@@ -90,4 +78,3 @@ def read_records(paths: list[Path]) -> Iterator[tuple[Path, int, dict]]:
         if bad:
             raise BadInputError(f"answer log {path}: {len(bad)} lines are not JSON objects "
                                 f"(lines {', '.join(map(str, bad[:5]))}{', ...' if len(bad) > 5 else ''})")
-        del partial

@@ -75,7 +75,7 @@ def _parse_request(raw_id: str, what: str, max_k: int) -> tuple[int, int]:
 
 
 def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_K,
-               experiment: abtest.Experiment | None = None, fsync_every: int = 0):
+               experiment: abtest.Experiment | None = None):
     """The Flask app. `experiment` (default: the configured current one) is only the first guess:
     each version carries the experiment (name and share) it was loaded with, and the arm always
     follows the served version's."""
@@ -87,7 +87,7 @@ def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_
     client = connect(redis_url)
     recs_script = client.register_script(_RECS_SCRIPT)
     leads_script = client.register_script(_LEADS_SCRIPT)
-    answers = AnswerLog(log_path, fsync_every=fsync_every)
+    answers = AnswerLog(log_path)
     guess = {"experiment": experiment or abtest.experiment()}
     redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                     redis.exceptions.BusyLoadingError)
