@@ -48,7 +48,7 @@ DS = "2026-04-30"
 def synthetic_frames(n_clients: int, k: int, n_premises: int, leads_k: int, seed: int = 7):
     rng = np.random.default_rng(seed)
     users = np.arange(1, n_clients + 1, dtype=np.int64)
-    arms = np.array([abtest.arm_for(u) for u in users])
+    arms = np.array([abtest.experiment().arm(u) for u in users])
     frames = []
     for model in serving.MODELS:
         items = rng.integers(1, n_premises + 1, size=(n_clients, k), dtype=np.int64)

@@ -18,7 +18,7 @@ import sys
 from jobs.core.errors import OstapError
 from jobs.core.run import RunContext
 
-# command name -> module; modules are imported only when their command runs (keeps --help fast).
+# command name -> module (or, for a command with actions, action -> module).
 COMMANDS: dict[str, str] = {
     "demo": "jobs.local.demo",
     "generate": "jobs.generator.generate",
@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "ddl": "jobs.warehouse.ddl",
     "lineage": "jobs.warehouse.lineage",
     "serve": "jobs.serving.serve",
+    "abtest": {"land": "jobs.abtest.land", "readout": "jobs.abtest.readout",
+               "simulate": "jobs.local.abtest_simulate"},
     "redis": "jobs.local.redis_local",
     "jvm-archive": "jobs.local.jvm_archive",
 }
@@ -59,11 +61,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     common = _common_options()
     for name, module_name in COMMANDS.items():
+        if isinstance(module_name, dict):
+            _add_actions(sub, name, module_name, common)
+            continue
         module = importlib.import_module(module_name)
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP, parents=[common])
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
     return parser
+
+
+GROUP_HELP = {"abtest": "the online A/B test: land the answer log, read the experiment out, simulate it"}
+
+
+def _add_actions(sub, name: str, actions: dict[str, str], common) -> None:
+    """`ostap NAME ACTION ...`: one module per action, each with the common options."""
+    group = sub.add_parser(name, help=GROUP_HELP[name], description=GROUP_HELP[name])
+    inner = group.add_subparsers(dest="action", metavar="ACTION", required=True)
+    for action, module_name in actions.items():
+        module = importlib.import_module(module_name)
+        cmd = inner.add_parser(action, help=module.HELP, description=module.HELP, parents=[common])
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ def test_every_pipeline_has_its_dag_package_readme_sql_and_suites():
     from jobs.core.tables import published_tables
 
     pipelines = {"ods_snapshot": "daily", "scoring_targets": "daily", "sales_forecast": "monthly",
-                 "recommendations": "daily", "serving": None}
+                 "recommendations": "daily", "serving": None, "abtest": "daily"}
     for pipeline, cadence in pipelines.items():
         assert (REPO / "jobs" / pipeline / "README.md").is_file(), pipeline
         if cadence:

@@ -6,7 +6,8 @@ import pytest
 
 from jobs.core.tables import ENTITIES
 
-EXPECTED_DAGS = {"ods_snapshot_daily", "scoring_targets_daily", "recommendations_daily", "sales_forecast_monthly"}
+EXPECTED_DAGS = {"ods_snapshot_daily", "scoring_targets_daily", "recommendations_daily", "sales_forecast_monthly",
+                 "abtest_daily"}
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +60,15 @@ def test_snapshot_dag_runs_entities_in_parallel(dagbag):
     ("scoring_targets_daily", ["wait_for_snapshots", "build_targets", "published"]),
     ("recommendations_daily", ["wait_for_snapshots", "train_and_recommend", "load_serving", "published"]),
     ("sales_forecast_monthly", ["wait_for_snapshots", "forecast_sales", "published"]),
+    ("abtest_daily", ["land_exposures", "snapshot_serve_exposures", "ab_readout", "published"]),
 ])
 def test_downstream_dags_wait_for_their_snapshots(dagbag, dag_id, chain):
     dag = dagbag.dags[dag_id]
-    assert {t.task_id for t in dag.tasks} == set(chain)
+    assert {t.task_id for t in dag.tasks} == {"wait_for_snapshots", *chain}
     for upstream, downstream in zip(chain, chain[1:], strict=False):
         assert dag.get_task(upstream).downstream_task_ids == {downstream}
+    # The readout waits for the deals' snapshot of its date as well as for the exposures'.
+    assert "ab_readout" in dag.get_task("wait_for_snapshots").downstream_task_ids or dag_id != "abtest_daily"
 
 
 EXPECTED_COMMANDS = __import__("pathlib").Path(__file__).parent / "expected" / "spark_submit_commands.txt"

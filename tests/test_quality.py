@@ -60,6 +60,9 @@ def _good_value(column: str, ddl_type: str, i: int, day: dt.date, table_name: st
         return ["lin3", "prophet", "ensemble"][i % 3]
     if table_name == "forecast_stores" and column in ("status", "chosen_model"):
         return {"status": "forecast", "chosen_model": "lin3"}[column]
+    if table_name == "ab_readout" and column in ("metric", "p_value", "flags"):
+        return {"metric": ["signed_any_share", "signed_shown_share", "rent_per_client"][i % 3], "p_value": 0.5,
+                "flags": ["", "underpowered", "sample_ratio_mismatch,underpowered"][i % 3]}[column]
     if column in GOOD_VALUES:
         return GOOD_VALUES[column](i)
     if ddl_type in ("bigint", "int"):
@@ -168,6 +171,7 @@ OWN_BAD_INPUT = {
     "ods.deals": (("status", "pending"), "expect_column_values_to_be_in_set", "status"),
     "ods.proposals": (("outcome", "clicked"), "expect_column_values_to_be_in_set", "outcome"),
     "ods.page_views": (("duration_s", -3), "expect_column_values_to_be_between", "duration_s"),
+    "ods.serve_exposures": ("duplicate key", "expect_column_values_to_be_unique", "request_id"),
     "marts.scoring_targets": (("phone_hash", "+7 916 000-00-01"), "expect_column_values_to_match_regex", "phone_hash"),
     "marts.target_recovery": (("positives_ratio", -0.5), "expect_column_values_to_be_between", "positives_ratio"),
     "marts.sales_forecast": (("model", "arima"), "expect_column_values_to_be_in_set", "model"),
@@ -177,6 +181,7 @@ OWN_BAD_INPUT = {
     "marts.recommendations": (("arm", "both"), "expect_column_values_to_be_in_set", "arm"),
     "marts.premise_leads": (("rank", 0), "expect_column_values_to_be_between", "rank"),
     "marts.rec_eval": ("duplicate key", "expect_compound_columns_to_be_unique", "model,metric"),
+    "marts.ab_readout": (("p_value", 1.5), "expect_column_values_to_be_between", "p_value"),
     "dq.rejects": ("no rows", "expect_table_row_count_to_be_between", ""),
     "dq.conflicts": ("no rows", "expect_table_row_count_to_be_between", ""),
     "dq.job_metrics": (("rejects", -1), "expect_column_values_to_be_between", "rejects"),

@@ -94,12 +94,45 @@ def test_arms_split_clients_at_the_configured_share():
     assert 0.17 <= sum(abtest.arm_for(i, 20) == "treatment" for i in ids) / len(ids) <= 0.23
 
 
+def test_a_new_experiment_reshuffles_the_clients():
+    """The salt is the experiment's name: buckets are sha256("<name>:<id>") mod 100 (worked out here
+    with hashlib), and two experiments put about half of the clients in different arms."""
+    import hashlib
+
+    first, second = abtest.Experiment("rec-a", 50), abtest.Experiment("rec-b", 50)
+    assert abtest.bucket_for(42, first.salt) == int(hashlib.sha256(b"rec-a:42").hexdigest(), 16) % 100
+    ids = range(1, 10_001)
+    both_treated = sum(first.arm(i) == second.arm(i) == "treatment" for i in ids) / len(ids)
+    assert 0.22 <= both_treated <= 0.28  # independent halves, not the same clients treated again
+    assert sum(first.arm(i) != abtest.arm_for(i) for i in ids) > 4000  # the unsalted split is another one
+
+
+def test_the_experiment_config_is_read_and_bad_ones_are_named(tmp_path, monkeypatch):
+    from jobs.core.errors import BadInputError
+
+    config = tmp_path / "experiments.toml"
+    config.write_text('current = "b"\n[experiments.a]\ntreatment_share = 50\n'
+                      '[experiments.b]\ntreatment_share = 20\nmin_detectable_lift = 0.1\n')
+    monkeypatch.setenv("OSTAP_EXPERIMENTS", str(config))
+    assert abtest.experiment() == abtest.Experiment("b", 20, 0.1)
+    assert abtest.experiment("a").treatment_share == 50
+    with pytest.raises(BadInputError, match="unknown experiment 'c'"):
+        abtest.experiment("c")
+    config.write_text('current = "a"\n[experiments.a]\ntreatment_share = 150\n')
+    with pytest.raises(BadInputError, match="experiment a: treatment_share must be an integer within 0..100"):
+        abtest.experiment()
+    config.write_text('current = "a"\n[experiments.a]\nshare = 5\n')
+    with pytest.raises(BadInputError, match=r"\[experiments.a\] has unknown keys share"):
+        abtest.experiment()
+
+
 def test_spark_arm_column_equals_python_arm(spark):
     rng = np.random.default_rng(3)
     ids = [c for c, _ in GOLDEN_BUCKETS] + rng.integers(1, 2**40, 2000).tolist()
     df = spark.createDataFrame([(int(i),) for i in ids] + [(None,)], "client_id bigint")
     rows = df.select("client_id", abtest.arm_column("client_id").alias("arm"),
                      abtest.arm_column("client_id", 30).alias("arm30"),
+                     abtest.Experiment("exp-1", 30).arm_column("client_id").alias("salted"),
                      abtest.bucket_column("client_id").alias("bucket")).collect()
     for row in rows:
         if row.client_id is None:
@@ -108,6 +141,7 @@ def test_spark_arm_column_equals_python_arm(spark):
         assert row.bucket == abtest.bucket_for(row.client_id)
         assert row.arm == abtest.arm_for(row.client_id)
         assert row.arm30 == abtest.arm_for(row.client_id, 30)
+        assert row.salted == abtest.Experiment("exp-1", 30).arm(row.client_id)
     golden = {row.client_id: row.bucket for row in rows if row.client_id is not None}
     assert [(c, golden[c]) for c, _ in GOLDEN_BUCKETS] == GOLDEN_BUCKETS
 
@@ -430,7 +464,7 @@ def test_command_publishes_lists_leads_eval_and_model_and_reruns_identically(spa
         assert group["rank"].sort_values().tolist() == list(range(1, len(group) + 1))
         assert group.sort_values("rank")["score"].is_monotonic_decreasing
     assert (recs.groupby("user_id")["arm"].nunique() == 1).all()
-    assert all(recs["arm"] == [abtest.arm_for(u) for u in recs["user_id"]])
+    assert all(recs["arm"] == [abtest.experiment().arm(u) for u in recs["user_id"]])
     vacant = set(in_market["inputs"]["premises"].query("vacant")["premise_id"])
     assert set(recs["item_id"]) <= vacant and set(leads["item_id"]) <= vacant
     assert leads.groupby("item_id")["rank"].max().max() <= 10

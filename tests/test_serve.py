@@ -29,6 +29,7 @@ USERS = list(range(1, 13))
 ITEMS = 20
 LIST_LEN = 5
 UNKNOWN_CLIENT = 999
+EXPERIMENT = abtest.experiment()  # the configured one, which load and the API read too
 
 
 def lists_of(ds: str) -> dict[tuple[int, str], list[tuple[int, int, float]]]:
@@ -62,7 +63,7 @@ OCCUPIED_DS1 = set(expected_popular(DS1)[:2])  # the two most listed premises we
 
 
 def recs_frame(ds: str) -> pd.DataFrame:
-    rows = [(u, item, rank, score, model, abtest.arm_for(u))
+    rows = [(u, item, rank, score, model, EXPERIMENT.arm(u))
             for (u, model), items in lists_of(ds).items() for item, rank, score in items]
     return pd.DataFrame(rows, columns=TABLES["marts.recommendations"].columns)
 
@@ -118,7 +119,7 @@ def assert_serves(http, ds: str, version: str) -> None:
     expected = lists_of(ds)
     for u in USERS:
         status, body = get(http, f"/recommendations/{u}?k=3")
-        arm = abtest.arm_for(u)
+        arm = EXPERIMENT.arm(u)
         assert status == 200
         assert (body["arm"], body["model"], body["cold_start"]) == (arm, abtest.MODEL_OF_ARM[arm], False)
         assert (body["ds"], body["version"], body["client_id"]) == (ds, version, u)
@@ -212,7 +213,7 @@ def test_unknown_client_gets_cold_start_popular_list(published, redis_url, answe
     status, body = get(http, f"/recommendations/{UNKNOWN_CLIENT}?k=100")
     assert status == 200
     assert body["cold_start"] is True and body["model"] == serving.POPULAR_MODEL
-    assert body["arm"] == abtest.arm_for(UNKNOWN_CLIENT)
+    assert body["arm"] == EXPERIMENT.arm(UNKNOWN_CLIENT)
     assert (body["ds"], body["version"]) == (DS1, version)
     assert [i["item_id"] for i in body["items"]] == [i for i in expected_popular(DS1) if i not in OCCUPIED_DS1]
     assert [i["rank"] for i in body["items"]] == list(range(1, len(body["items"]) + 1))
@@ -265,14 +266,16 @@ def test_answer_log_has_one_line_per_answer_with_the_arm(published, redis_url, a
     recs = [r for r in lines if r["endpoint"] == "recommendations" and r["status"] == 200]
     assert len(recs) == len(USERS) + 1
     for record in recs:
-        assert record["arm"] == abtest.arm_for(record["client_id"])
+        assert record["arm"] == EXPERIMENT.arm(record["client_id"])
         assert record["version"] == version and record["ds"] == DS1
         assert record["latency_ms"] >= 0
         if not record["cold_start"]:
             assert len(record["item_ids"]) == LIST_LEN and record["model"] == abtest.MODEL_OF_ARM[record["arm"]]
     assert {tuple(sorted(r)) for r in recs} == {tuple(sorted(
-        ["ts", "endpoint", "client_id", "arm", "model", "cold_start", "version", "ds", "item_ids", "status",
-         "latency_ms"]))}
+        ["ts", "request_id", "endpoint", "client_id", "experiment", "arm", "model", "cold_start", "version", "ds",
+         "item_ids", "status", "latency_ms"]))}
+    assert len({r["request_id"] for r in lines}) == len(lines)  # every answer its own id
+    assert {r["experiment"] for r in recs} == {EXPERIMENT.name}
 
 
 def test_load_refuses_arms_that_disagree_with_abtest(redis_url):
@@ -358,7 +361,7 @@ def test_real_http_server(published, redis_url, tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/recommendations/{u}?k=2", timeout=5) as response:
             body = json.loads(response.read())
             assert response.headers["Content-Type"] == "application/json"
-        assert body["arm"] == abtest.arm_for(u) and len(body["items"]) == 2
+        assert body["arm"] == EXPERIMENT.arm(u) and len(body["items"]) == 2
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/recommendations/{u}?k=1000", timeout=5)
         assert bad.value.code == 400 and json.loads(bad.value.read())["error"] == "bad_request"

@@ -61,9 +61,9 @@ def job_namespace() -> str:
 
 
 def job_name(ctx: RunContext) -> str:
-    """`ostap.<command>`, with the entity for commands run once per entity (the snapshot)."""
-    entity = ctx.args.get("entity")
-    return f"ostap.{ctx.job}" + (f".{entity}" if entity else "")
+    """`ostap.<command>[.<action>]`, with the entity for commands run once per entity (the snapshot)."""
+    parts = ["ostap", ctx.job, ctx.args.get("action"), ctx.args.get("entity")]
+    return ".".join(str(part) for part in parts if part)
 
 
 def _configured_elsewhere() -> bool:

@@ -65,6 +65,9 @@ OPENLINEAGE_FILE = Setting("OSTAP_OPENLINEAGE_FILE", None,
                            "file the jobs append OpenLineage events to when OpenLineage has no configuration "
                            "of its own (`openlineage.yml`, `OPENLINEAGE_URL`); `off`: none",
                            "`_lineage/openlineage.jsonl` under a local warehouse")
+EXPERIMENTS = Setting("OSTAP_EXPERIMENTS", None,
+                      "TOML file of the A/B experiments (name, treatment share) the recommend job, the API and "
+                      "the readout read", "`jobs/core/experiments.toml`")
 AIRFLOW_HOME = Setting("OSTAP_AIRFLOW_HOME", None, "home of the embedded Airflow (development)", "`./.airflow`")
 AIRFLOW_PARALLELISM = Setting("OSTAP_AIRFLOW_PARALLELISM", "2", "tasks the embedded Airflow runs at once")
 AIRFLOW_HOST = Setting("OSTAP_AIRFLOW_HOST", "127.0.0.1",

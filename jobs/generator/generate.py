@@ -95,7 +95,8 @@ def _filesystem(out: str):
     return pafs.FileSystem.from_uri(out)
 
 
-def _generate(out: str, start, days, seed, scale: str, inject_conflicts: bool, inject_bad_rows: bool) -> dict:
+def _generate(out: str, start, days, seed, scale: str, inject_conflicts: bool, inject_bad_rows: bool,
+              hidden: dict | None = None) -> dict:
     from jobs.generator import credit, leasing, retail
     from jobs.generator.cdc import Window
 
@@ -105,7 +106,8 @@ def _generate(out: str, start, days, seed, scale: str, inject_conflicts: bool, i
     window = Window(first_day=(first - dt.date(1970, 1, 1)).days, days=days)
     entities = []
     for domain_id, domain in enumerate((credit, retail, leasing), start=1):
-        entities += domain.generate(window, sizes, np.random.default_rng([seed, domain_id]))
+        extra = {"hidden": hidden} if domain is leasing and hidden is not None else {}
+        entities += domain.generate(window, sizes, np.random.default_rng([seed, domain_id]), **extra)
     by_name = {e.name: e for e in entities}
     if sorted(by_name) != sorted(ENTITIES):
         raise AssertionError(f"generators cover {sorted(by_name)}, the registry has {sorted(ENTITIES)}")
@@ -140,9 +142,11 @@ def _write(fs, root: str, window, by_name: dict, seq_rng, inject_conflicts: bool
 
 
 def generate_demo(out: str, start: str | dt.date, days: int, seed: int, scale: str = "small",
-                  inject_conflicts: bool = False, inject_bad_rows: bool = False) -> dict[str, int]:
-    """Write the raw replicas of every entity under `out`; returns entity -> change rows written."""
-    report = _generate(out, start, days, seed, scale, inject_conflicts, inject_bad_rows)
+                  inject_conflicts: bool = False, inject_bad_rows: bool = False,
+                  hidden: dict | None = None) -> dict[str, int]:
+    """Write the raw replicas of every entity under `out`; returns entity -> change rows written.
+    `hidden`: see jobs.generator.leasing.generate."""
+    report = _generate(out, start, days, seed, scale, inject_conflicts, inject_bad_rows, hidden)
     return {name: rows for name, (rows, _) in report.items()}
 
 

@@ -205,7 +205,10 @@ def _event_times(rng, window, born_us, n, weights):
     return tenant[order], at[order]
 
 
-def generate(window: Window, sizes: dict, rng: np.random.Generator) -> list[Entity]:
+def generate(window: Window, sizes: dict, rng: np.random.Generator, hidden: dict | None = None) -> list[Entity]:
+    """The leasing entities; `hidden`, when given, receives the hidden preference model (the
+    Market, and the tenants' and premises' attributes as created: what `Market.utility` reads),
+    for a simulation that lets the generated tenants react to what they are shown."""
     first = window.first_day
     span_days = HISTORY_DAYS + window.days
     # ---- managers ---------------------------------------------------------------------
@@ -490,4 +493,7 @@ def generate(window: Window, sizes: dict, rng: np.random.Generator) -> list[Enti
         won = closing[status_final[closing] == 1]
         deals.state["signed_at"][won] = d_resolved[won]
         deals.emit(closing, d_resolved[closing], OP_U)
+    if hidden is not None:
+        hidden.update(market=market, tenants=tenants_hidden, premises=premises_hidden,
+                      deal_ids=int(deals.state["deal_id"].max()) if n_deals else 80_000_000)
     return [premises, tenants, managers, deals, proposals, page_views]

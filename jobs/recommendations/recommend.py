@@ -32,8 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ds", required=True, metavar="YYYY-MM-DD", help="snapshot day to recommend on")
     parser.add_argument("--k", type=int, default=10, help="list length per tenant (default 10)")
     parser.add_argument("--leads-k", type=int, default=10, help="tenants per premise in premise_leads (default 10)")
-    parser.add_argument("--treatment-share", type=int, default=abtest.DEFAULT_TREATMENT_SHARE,
-                        help="percent of clients in the treatment arm (default 50)")
+    parser.add_argument("--experiment", metavar="NAME",
+                        help="A/B experiment whose arms the lists carry (default: the current one of "
+                             "$OSTAP_EXPERIMENTS, jobs/core/experiments.toml)")
     parser.add_argument("--eval-days", type=int, default=30, help="test period of the offline evaluation (days)")
     filters = parser.add_argument_group("hard filters (agency mode)")
     filters.add_argument("--area-tolerance", type=float, default=0.10, help="relative, default 0.10")
@@ -64,8 +65,6 @@ def add_arguments(parser) -> None:
 def _check_args(args) -> None:
     if args.k < 1 or args.leads_k < 0:
         raise BadInputError(f"--k must be >= 1 and --leads-k >= 0, got {args.k} and {args.leads_k}")
-    if not 0 <= args.treatment_share <= 100:
-        raise BadInputError(f"--treatment-share must be within 0..100, got {args.treatment_share}")
     if args.eval_days < 1:
         raise BadInputError(f"--eval-days must be >= 1, got {args.eval_days}")
     if (args.users or args.items or args.exclude_seen) and not args.interactions:
@@ -247,11 +246,11 @@ def _to_spark(spark, frame, table_name: str, extra_columns=()):
     return spark.createDataFrame(frame[columns], schema=schema)
 
 
-def publish(spark, result: RecResult, ctx: RunContext, treatment_share: int) -> dict:
+def publish(spark, result: RecResult, ctx: RunContext, experiment: abtest.Experiment) -> dict:
     """Publish the run's tables together: all of them, or (a refused gate, a kill) none."""
     ds = ctx.ds
     recs = _to_spark(spark, result.recommendations, "marts.recommendations", extra_columns=("arm",))
-    recs = recs.withColumn("arm", abtest.arm_column("user_id", treatment_share))
+    recs = recs.withColumn("arm", experiment.arm_column("user_id"))
     recs_table = TABLES["marts.recommendations"]
     outputs = [runs.Output(recs.select(*recs_table.columns), recs_table, ds)]
     if result.metrics.get("mode") == "agency":  # leads are premises' tenants: not a generic-log notion
@@ -306,7 +305,8 @@ def _record_metrics(spark, result: RecResult, ctx: RunContext, mode: str, second
 # Entry points
 # ----------------------------------------------------------------------------------------------
 
-def run_agency(spark, ctx: RunContext, *, k: int = 10, leads_k: int = 10, treatment_share: int = 50, eval_days: int = 30,
+def run_agency(spark, ctx: RunContext, *, k: int = 10, leads_k: int = 10,
+               experiment: abtest.Experiment | None = None, eval_days: int = 30,
                filters: FilterConfig | None = None, model: ModelConfig | None = None,
                block_size: int = 1024, reference_scorers: dict | None = None) -> RecResult:
     """`reference_scorers`: see jobs.recommendations.recommender.recommend_frames (the benchmark's oracle)."""
@@ -320,11 +320,11 @@ def run_agency(spark, ctx: RunContext, *, k: int = 10, leads_k: int = 10, treatm
         events=inputs["events"], ds=ctx.ds, k=k, leads_k=leads_k, filter_config=filters, model_config=model,
         eval_days=eval_days, vacant_at_split=inputs["vacant_at_split"], block_size=block_size, timings=timings,
         reference_scorers=reference_scorers)
-    return _finish(spark, result, ctx, "agency", treatment_share, started)
+    return _finish(spark, result, ctx, "agency", experiment, started)
 
 
 def run_generic(spark, ctx: RunContext, *, events, users=None, items=None, k: int = 10, exclude_seen: bool = False,
-                treatment_share: int = 50, eval_days: int = 30, model: ModelConfig | None = None,
+                experiment: abtest.Experiment | None = None, eval_days: int = 30, model: ModelConfig | None = None,
                 block_size: int = 1024) -> RecResult:
     model = model or ModelConfig()
     started = time.perf_counter()
@@ -332,14 +332,16 @@ def run_generic(spark, ctx: RunContext, *, events, users=None, items=None, k: in
         raise BadInputError("--interactions: the log has no rows")
     result = recommend_generic(events=events, users=users, items=items, ds=ctx.ds, k=k, exclude_seen=exclude_seen,
                                model_config=model, eval_days=eval_days, block_size=block_size)
-    return _finish(spark, result, ctx, "generic", treatment_share, started)
+    return _finish(spark, result, ctx, "generic", experiment, started)
 
 
-def _finish(spark, result, ctx: RunContext, mode, treatment_share, started) -> RecResult:
-    result.metrics["treatment_share"] = treatment_share
+def _finish(spark, result, ctx: RunContext, mode, experiment: abtest.Experiment | None, started) -> RecResult:
+    experiment = experiment or abtest.experiment()
+    result.metrics["experiment"] = experiment.name
+    result.metrics["treatment_share"] = experiment.treatment_share
     result.metrics["run_id"] = ctx.run_id
     publishing = time.perf_counter()
-    publish(spark, result, ctx, treatment_share)
+    publish(spark, result, ctx, experiment)
     result.metrics["timings_s"]["publish_s"] = round(time.perf_counter() - publishing, 3)
     result.metrics["model_dir"] = save_model(spark, result, ctx)
     seconds = time.perf_counter() - started
@@ -351,7 +353,7 @@ def run(args, ctx: RunContext) -> int:
     ds = ctx.ds
     _check_args(args)
     spark = ctx.spark("ostap-recommend")
-    common = {"k": args.k, "treatment_share": args.treatment_share, "eval_days": args.eval_days,
+    common = {"k": args.k, "experiment": abtest.experiment(args.experiment), "eval_days": args.eval_days,
               "model": model_config(args), "block_size": args.block_size}
     if args.interactions:
         inputs = read_generic_inputs(spark, args)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
+import uuid
 from pathlib import Path
 
 from jobs.core import abtest
+from jobs.core.answer_log import REQUEST_ID, AnswerLog
 from jobs.serving.serving import (
     DEFAULT_K,
     MAX_ID,
@@ -27,14 +28,14 @@ _RECS_SCRIPT = """
 local ver = redis.call('GET', KEYS[1])
 if not ver then return {} end
 local base = ARGV[1] .. 'v:' .. ver .. ':'
-local meta = redis.call('HMGET', base .. 'meta', 'ds', 'treatment_share')
+local meta = redis.call('HMGET', base .. 'meta', 'ds', 'treatment_share', 'experiment')
 local list = redis.call('HGET', base .. 'rec:' .. ARGV[2], ARGV[3])
 local cold = '0'
 if not list then
   list = redis.call('GET', base .. 'popular') or '[]'
   cold = '1'
 end
-return {ver, meta[1] or '', meta[2] or '', list, cold}
+return {ver, meta[1] or '', meta[2] or '', meta[3] or '', list, cold}
 """
 
 _LEADS_SCRIPT = """
@@ -46,25 +47,6 @@ local list = redis.call('HGET', base .. 'leads', ARGV[2]) or ''
 return {ver, ds, list}
 """
 
-
-
-class AnswerLog:
-    """JSON lines appended with one os.write each (O_APPEND: whole lines, no lock needed)."""
-
-    def __init__(self, path: str | Path | None):
-        self.fd = None
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-
-    def write(self, record: dict) -> None:
-        if self.fd is not None:
-            os.write(self.fd, (json.dumps(record, separators=(",", ":")) + "\n").encode())
-
-    def close(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
 
 
 def _parse_id(text: str, what: str) -> int:
@@ -93,9 +75,10 @@ def _parse_request(raw_id: str, what: str, max_k: int) -> tuple[int, int]:
 
 
 def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_K,
-               treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE):
-    """The Flask app. `treatment_share` is only the first guess: each version carries the share
-    it was loaded with, and the arm always follows the served version's share."""
+               experiment: abtest.Experiment | None = None):
+    """The Flask app. `experiment` (default: the configured current one) is only the first guess:
+    each version carries the experiment (name and share) it was loaded with, and the arm always
+    follows the served version's."""
     import redis
     from flask import Flask, request
 
@@ -105,7 +88,7 @@ def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_
     recs_script = client.register_script(_RECS_SCRIPT)
     leads_script = client.register_script(_LEADS_SCRIPT)
     answers = AnswerLog(log_path)
-    share_guess = {"share": int(treatment_share)}
+    guess = {"experiment": experiment or abtest.experiment()}
     redis_errors = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                     redis.exceptions.BusyLoadingError)
     app.config["ANSWER_LOG"] = answers
@@ -114,8 +97,28 @@ def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_
     def answer(status_code: int, body: dict, record: dict, started: float):
         latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
         answers.write({"ts": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-                       **record, "status": status_code, "latency_ms": latency_ms})
-        return app.json.response(body), status_code
+                       "request_id": request_id(), **record, "status": status_code, "latency_ms": latency_ms})
+        response = app.json.response(body)
+        response.headers["X-Request-Id"] = request_id()
+        return response, status_code
+
+    def request_id() -> str:
+        """The client's X-Request-Id when it is a sane token (its retries are then one exposure),
+        else a fresh random id; the same for every use within one request."""
+        from flask import g
+
+        if "request_id" not in g:
+            sent = request.headers.get("X-Request-Id", "")
+            g.request_id = sent if REQUEST_ID.match(sent) else uuid.uuid4().hex
+        return g.request_id
+
+    def served_experiment(reply) -> abtest.Experiment:
+        """The experiment the served version was loaded with (the guess follows it)."""
+        name, share = reply[3], reply[2]
+        current = guess["experiment"]
+        if name and share and (name, int(share)) != (current.name, current.treatment_share):
+            guess["experiment"] = abtest.Experiment(name, int(share), current.min_detectable_lift)
+        return guess["experiment"]
 
     def error(status_code: int, kind: str, message: str, record: dict, started: float):
         return answer(status_code, {"error": kind, "message": message, "status": status_code},
@@ -139,26 +142,28 @@ def create_app(redis_url: str, log_path: str | Path | None, *, max_k: int = MAX_
         except _BadRequest as exc:
             return error(400, "bad_request", str(exc), record, started)
         record["client_id"] = cid
-        arm = abtest.arm_for(cid, share_guess["share"])
+        experiment = guess["experiment"]
+        arm = experiment.arm(cid)
         try:
             reply = recs_script(keys=[f"{PREFIX}current"], args=[PREFIX, abtest.MODEL_OF_ARM[arm], str(cid)])
-            if reply and reply[2] and int(reply[2]) != share_guess["share"]:
-                # The served version was loaded with another share: follow it (rare, once per change).
-                share_guess["share"] = int(reply[2])
-                arm = abtest.arm_for(cid, share_guess["share"])
+            if reply and served_experiment(reply) != experiment:
+                # The served version was loaded for another experiment: follow it (once per change).
+                experiment = guess["experiment"]
+                arm = experiment.arm(cid)
                 reply = recs_script(keys=[f"{PREFIX}current"], args=[PREFIX, abtest.MODEL_OF_ARM[arm], str(cid)])
         except redis_errors as exc:
-            return unavailable(exc, {**record, "arm": arm}, started)
+            return unavailable(exc, {**record, "experiment": experiment.name, "arm": arm}, started)
         if not reply:
-            return not_loaded({**record, "arm": arm}, started)
-        version, ds, _share, payload, cold = reply
+            return not_loaded({**record, "experiment": experiment.name, "arm": arm}, started)
+        version, ds, _share, _experiment, payload, cold = reply
         cold_start = cold == "1"
         model = POPULAR_MODEL if cold_start else abtest.MODEL_OF_ARM[arm]
         items = json.loads(payload)[:k]
-        body = {"client_id": cid, "arm": arm, "model": model, "cold_start": cold_start,
-                "items": [{"item_id": i, "rank": r, "score": s} for i, r, s in items],
-                "ds": ds, "version": version}
-        return answer(200, body, {**record, "arm": arm, "model": model, "cold_start": cold_start,
+        body = {"client_id": cid, "experiment": experiment.name, "arm": arm, "model": model,
+                "cold_start": cold_start, "items": [{"item_id": i, "rank": r, "score": s} for i, r, s in items],
+                "ds": ds, "version": version, "request_id": request_id()}
+        return answer(200, body, {**record, "experiment": experiment.name, "arm": arm, "model": model,
+                                  "cold_start": cold_start,
                                   "version": version, "ds": ds, "item_ids": [i for i, _, _ in items]}, started)
 
     @app.get("/leads/<premise_id>")

@@ -1,7 +1,7 @@
 """`ostap serve`: the recommendation API and its Redis versions (see jobs.serving.serving).
 
     ostap serve [--host 127.0.0.1] [--port 8090] [--redis URL] [--log PATH]   run the HTTP service
-    ostap serve load --ds D [--redis URL] [--treatment-share 50]              publish ds's lists
+    ostap serve load --ds D [--redis URL] [--experiment NAME]                 publish ds's lists
     ostap serve rollback [--redis URL]                                        back to the previous version
     ostap serve status [--redis URL]                                          current version, kept ones, history
 
@@ -18,7 +18,7 @@ import json
 import logging
 from pathlib import Path
 
-from jobs.core import abtest, settings
+from jobs.core import abtest, answer_log, settings
 from jobs.core.errors import OstapError
 from jobs.core.run import RunContext
 from jobs.serving import api, serving
@@ -41,17 +41,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--log", metavar="PATH", help="run: JSON-lines answer log (default $OSTAP_SERVE_LOG or ./.serve/answers.jsonl)")
     parser.add_argument("--max-k", type=int, default=serving.MAX_K, help="run: largest k accepted (default 100)")
     parser.add_argument("--ds", metavar="YYYY-MM-DD", help="load: the published date to serve")
-    parser.add_argument("--treatment-share", type=int, default=abtest.DEFAULT_TREATMENT_SHARE,
-                        help="load: percent of clients in treatment, as in `ostap recommend` (default 50)")
+    parser.add_argument("--experiment", metavar="NAME",
+                        help="load: the A/B experiment of the lists, as in `ostap recommend` (default: the "
+                             "current one of $OSTAP_EXPERIMENTS)")
     parser.add_argument("--make-current", action="store_true",
                         help="load: serve --ds even when it is older than the current version's date "
                         "(by default a backfill of past dates leaves live traffic alone)")
     parser.add_argument("--loaded-at", metavar="ISO", help="load: timestamp recorded in the version history "
                         "(metadata only; default now)")
-
-
-def default_log_path() -> Path:
-    return Path(settings.SERVE_LOG.get() or Path.cwd() / ".serve" / "answers.jsonl")
 
 
 def run(args, ctx: RunContext) -> int:
@@ -60,7 +57,8 @@ def run(args, ctx: RunContext) -> int:
         if not args.ds:
             raise OstapError("ostap serve load needs --ds YYYY-MM-DD")
         version = serving.load_version(ctx, args.redis, loaded_at=args.loaded_at,
-                                       treatment_share=args.treatment_share, make_current=args.make_current)
+                                       experiment=abtest.experiment(args.experiment),
+                                       make_current=args.make_current)
         if version is None:
             current = serving.status(args.redis, history=1)
             print(json.dumps({"version": None, "ds": ctx.ds, "current": current["current"],
@@ -75,7 +73,7 @@ def run(args, ctx: RunContext) -> int:
         print(json.dumps(serving.status(args.redis), indent=2))
         return 0
     return serve_forever(serving.redis_url_or_default(args.redis), args.host, args.port,
-                         Path(args.log) if args.log else default_log_path(), args.max_k)
+                         Path(args.log) if args.log else answer_log.default_path(), args.max_k)
 
 
 def serve_forever(redis_url: str, host: str, port: int, log_path: Path, max_k: int = serving.MAX_K) -> int:

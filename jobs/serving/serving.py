@@ -102,16 +102,16 @@ def read_published(table, ds: str, root: str, columns: list[str] | None = None):
     return dataset.to_table(columns=columns or table.columns).to_pandas()
 
 
-def _check_arms(recs: pd.DataFrame, ds: str, treatment_share: int) -> None:
+def _check_arms(recs: pd.DataFrame, ds: str, experiment: abtest.Experiment) -> None:
     arms = recs[["user_id", "arm"]].drop_duplicates()
-    expected = np.array([abtest.arm_for(u, treatment_share) for u in arms["user_id"].to_numpy()])
+    expected = np.array([experiment.arm(u) for u in arms["user_id"].to_numpy()])
     bad = arms[arms["arm"].to_numpy() != expected]
     if len(bad):
         sample = ", ".join(f"user_id {u} ({a})" for u, a in bad.head(3).itertuples(index=False))
         raise DataQualityError(
-            f"{RECS.qualified} ds={ds}: column arm disagrees with jobs.core.abtest.arm_for "
-            f"(treatment_share={treatment_share}) for {len(bad)} users, e.g. {sample}; "
-            "load with the --treatment-share the recommend job used")
+            f"{RECS.qualified} ds={ds}: column arm disagrees with experiment {experiment.name} "
+            f"(treatment_share={experiment.treatment_share}) for {len(bad)} users, e.g. {sample}; "
+            "load with the --experiment the recommend job used")
 
 
 def popular_list(recs: pd.DataFrame, vacant_ids: set | None = None, size: int = POPULAR_SIZE) -> pd.DataFrame:
@@ -181,7 +181,7 @@ def _hset_batches(pipe, key: str, mapping: dict[str, str]) -> None:
 
 def load_frames(recs: pd.DataFrame, leads: pd.DataFrame | None, ds: str, redis_url: str, *,
                 popular: pd.DataFrame | None = None, loaded_at: str | None = None,
-                treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE, source: str = "",
+                experiment: abtest.Experiment | None = None, source: str = "",
                 make_current: bool = False) -> str | None:
     """Write lists (already read) under a new version, switch `current` to it, prune. Returns the
     version, or None when `ds` is older than the current version's date and not `make_current`:
@@ -192,7 +192,8 @@ def load_frames(recs: pd.DataFrame, leads: pd.DataFrame | None, ds: str, redis_u
     if missing:
         raise BadInputError(f"{RECS.qualified} ds={ds}: no rows for model(s) {', '.join(missing)}; "
                             f"serving needs both {' and '.join(MODELS)}")
-    _check_arms(recs, ds, treatment_share)
+    experiment = experiment or abtest.experiment()
+    _check_arms(recs, ds, experiment)
     leads = leads if leads is not None else pd.DataFrame(columns=LEADS.columns)
     popular = popular if popular is not None else popular_list(recs)
     payload = {m: _json_lists(recs[recs["model"] == m], "user_id", "item_id") for m in MODELS}
@@ -212,7 +213,8 @@ def load_frames(recs: pd.DataFrame, leads: pd.DataFrame | None, ds: str, redis_u
             version = f"{ds}.{client.incr(f'{PREFIX}seq')}"
             meta = {"version": version, "ds": ds,
                     "loaded_at": loaded_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                    "treatment_share": int(treatment_share), "clients": int(recs["user_id"].nunique()),
+                    "experiment": experiment.name, "treatment_share": experiment.treatment_share,
+                    "clients": int(recs["user_id"].nunique()),
                     "rec_rows": int(len(recs)), "premises_with_leads": len(lead_lists),
                     "lead_rows": int(len(leads)), "popular": int(len(popular)), "source": source}
             for m in MODELS:
@@ -276,7 +278,7 @@ def _prune(client, keep: int) -> list[str]:
 
 
 def load_version(ctx: RunContext, redis_url: str | None = None, *,
-                 loaded_at: str | None = None, treatment_share: int = abtest.DEFAULT_TREATMENT_SHARE,
+                 loaded_at: str | None = None, experiment: abtest.Experiment | None = None,
                  make_current: bool = False) -> str | None:
     """Load ctx.ds's published marts.recommendations and marts.premise_leads into Redis as a new
     version and make it current. Returns the version id; None when ds is older than the current
@@ -292,7 +294,7 @@ def load_version(ctx: RunContext, redis_url: str | None = None, *,
         log.warning("%s has no published partition ds=%s: no leads in this version", LEADS.qualified, ds)
     popular = popular_list(recs, _vacant_premises(ds, root))
     return load_frames(recs, leads, ds, redis_url, popular=popular, loaded_at=loaded_at,
-                       treatment_share=treatment_share, source=root,
+                       experiment=experiment, source=root,
                        make_current=make_current)
 
 

@@ -19,7 +19,8 @@ from jobs.core.errors import BadInputError, OstapError
 HELP = "upstream tree of a partition (ostap lineage TABLE --ds D) or the stale partitions (ostap lineage stale)"
 
 DAGS = {"ods_snapshot": "ods_snapshot_daily", "scoring_targets": "scoring_targets_daily",
-        "sales_forecast": "sales_forecast_monthly", "recommendations": "recommendations_daily"}
+        "sales_forecast": "sales_forecast_monthly", "recommendations": "recommendations_daily",
+        "abtest": "abtest_daily"}
 ZONE_ORDER = {"state": 0, "ods": 0, "marts": 1}
 
 
@@ -126,9 +127,10 @@ def stale(root: str, since: str | None = None) -> list[dict]:
 
 
 def rebuild_command(table: tables.Table, value: str) -> str:
-    dag = DAGS[table.pipeline]
+    # The answer log's exposures are landed and snapshotted by the A/B test's own DAG.
+    dag = DAGS["abtest" if table.name in tables.LANDED_ENTITIES else table.pipeline]
     # Airflow 3 matches -t as a part of the task id, not as a regex (`^...$` would match nothing).
-    task = f" -t snapshot_{table.name}" if table.pipeline == "ods_snapshot" else ""
+    task = f" -t snapshot_{table.name}" if table.zone in tables.SOURCE_ZONES else ""
     return f"airflow tasks clear {dag}{task} -s {value} -e {value} -y"
 
 

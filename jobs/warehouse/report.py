@@ -38,6 +38,50 @@ def _query(con, sql: str, params: list) -> tuple[list[str], list[tuple]]:
     return [d[0] for d in result.description], result.fetchall()
 
 
+def cumulative_lift_plot(frame, path: Path) -> Path:
+    """Per experiment, the readout's lift of signed_any_share by day (the cumulative test up to
+    each day) with its 95% interval: where the interval leaves 0 for good, the test has decided."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for experiment, part in frame.groupby("experiment"):
+        days = pd.to_datetime(part["ds"])
+        line = ax.plot(days, 100 * part["value"], marker="o", label=f"{experiment}: lift")
+        ax.fill_between(days, 100 * part["ci_low"], 100 * part["ci_high"], alpha=0.2, color=line[0].get_color(),
+                        label="95% interval")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_ylabel("lift of signed leases, %")
+    ax.set_title("A/B test: cumulative lift (treatment vs control) by day")
+    ax.xaxis.set_major_locator(matplotlib.dates.DayLocator(interval=max(1, frame["ds"].nunique() // 8)))
+    ax.xaxis.set_major_formatter(matplotlib.dates.DateFormatter("%Y-%m-%d"))
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(loc="upper left", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _ab_test_sections(con, ds: str, reports: Path) -> list[str]:
+    """The A/B readout of ds and the plot of its cumulative lift over every day read out so far."""
+    header, rows = _query(con, "SELECT experiment, metric, arm, round(value, 4) AS value, round(ci_low, 4) AS ci_low, "
+                               "round(ci_high, 4) AS ci_high, round(p_value, 4) AS p_value, n_clients, flags "
+                               "FROM marts.ab_readout WHERE ds = ? ORDER BY 1, 2, 3", [ds])
+    if not rows:
+        return []
+    history = con.execute("SELECT experiment, ds, value, ci_low, ci_high FROM marts.ab_readout WHERE ds <= ? "
+                          "AND metric = 'signed_any_share' AND arm = 'lift' ORDER BY 1, 2", [ds]).fetchdf()
+    plot = cumulative_lift_plot(history, reports / "abtest" / f"ds={ds}" / "cumulative_lift.png")
+    return ["<h2>A/B test readout</h2>" + _html_table(header, rows),
+            f'<p><img src="{html.escape(os.path.relpath(plot, reports))}" width="720"></p>']
+
+
 def write_run_report(root: str, ds: str, timings: list[tuple[str, str, float]] | None = None) -> str:
     reports = Path(config.local_path(root)) / "reports"
     reports.mkdir(parents=True, exist_ok=True)
@@ -72,6 +116,7 @@ def write_run_report(root: str, ds: str, timings: list[tuple[str, str, float]] |
         header, rows = _query(con, sql, [ds])
         if rows:
             sections.append(f"<h2>{html.escape(title)}</h2>" + _html_table(header, rows))
+    sections += _ab_test_sections(con, ds, reports)
     plots = sorted((reports / "forecast" / f"ds={ds}").glob("*.png"))
     if plots:
         sections.append("<h2>Forecast plots</h2>" + "".join(
