@@ -94,6 +94,27 @@ def dag_runs(home: Path, dag_id: str) -> list[dict]:
     return [{"logical_date": str(logical), "state": state, "run_id": run_id} for logical, state, run_id in rows]
 
 
+def finished_tasks(home: Path, dag_id: str, ds: str) -> list[dict]:
+    """The finished task instances of the DAG's run(s) of logical date `ds`, by end time:
+    {"task_id", "run_id", "state", "seconds", "try_number", "end_date", "map_index"}."""
+    rows = query_metadata(
+        home, "select ti.task_id, ti.run_id, ti.state, ti.duration, ti.try_number, ti.end_date, ti.map_index "
+              "from task_instance ti join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
+              "where ti.dag_id = ? and substr(dr.logical_date, 1, 10) = ? and ti.end_date is not null "
+              "and ti.state in ('success', 'failed', 'upstream_failed', 'skipped', 'up_for_retry') "
+              "order by ti.end_date", (dag_id, ds))
+    return [{"task_id": task_id, "run_id": run_id, "state": state, "seconds": duration or 0.0,
+             "try_number": try_number, "end_date": str(end), "map_index": map_index}
+            for task_id, run_id, state, duration, try_number, end, map_index in rows]
+
+
+def task_log_path(home: Path, dag_id: str, task: dict) -> Path:
+    """The log file of one attempt of a task (Airflow's default log_filename_template)."""
+    mapped = f"map_index={task['map_index']}/" if (task.get("map_index") or -1) >= 0 else ""
+    return (Path(home) / "logs" / f"dag_id={dag_id}" / f"run_id={task['run_id']}" / f"task_id={task['task_id']}"
+            / f"{mapped}attempt={max(task['try_number'] or 1, 1)}.log")
+
+
 def serving_redis(env: dict) -> str:
     """Point `env` at the Redis the serving step loads (OSTAP_REDIS_URL if set, else a private
     redis-server in `$AIRFLOW_HOME/redis`, started once and left running for `ostap serve`)."""
@@ -127,6 +148,12 @@ def airflow(*args: str, env: dict | None = None, check: bool = True, capture: bo
     cmd = [str(Path(sys.executable).parent / "airflow"), *args]
     return subprocess.run(cmd, env=env or airflow_env(), check=check, text=True,
                           capture_output=capture, timeout=timeout)
+
+
+def airflow_background(*args: str, env: dict, stdout) -> subprocess.Popen:
+    """Start the `airflow` CLI of this virtualenv in the background, its output (both streams) to `stdout`."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *args], env=env, stdout=stdout,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def migrate(env: dict | None = None) -> None:

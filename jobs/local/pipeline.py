@@ -8,7 +8,10 @@ snapshots of a date, then the DAGs that read them; the monthly forecast on the 1
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import time
+from pathlib import Path
 
 from jobs.core import config
 from jobs.core.errors import OstapError
@@ -30,20 +33,83 @@ def plan(dates: list[str]) -> list[tuple[str, str]]:
     return runs
 
 
-def run_dag(dag_id: str, ds: str, env: dict) -> float:
-    started = time.monotonic()
-    result = airflow_local.airflow("dags", "test", dag_id, ds, "--use-executor", env=env, check=False,
-                                   capture=True)
-    seconds = time.monotonic() - started
-    log = airflow_local.airflow_home() / "logs" / f"dags_test_{dag_id}_{ds}.log"
+def run_dag(dag_id: str, ds: str, env: dict, poll_s: float = 2.0) -> float:
+    """Run one DAG run through `airflow dags test`, printing each task as it finishes (and, for a
+    failed one, its log and the lines that explain it) so that a long run is never silent."""
+    home = Path(env["AIRFLOW_HOME"])
+    log = home / "logs" / f"dags_test_{dag_id}_{ds}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(result.stdout + "\n" + result.stderr)
-    failed = result.returncode != 0  # `airflow dags test` exits non-zero when the run failed
+    started = time.monotonic()
+    since = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    seen: set[tuple] = set()
+    failures: list[str] = []
+    with open(log, "w") as out:
+        proc = airflow_local.airflow_background("dags", "test", dag_id, ds, "--use-executor", env=env, stdout=out)
+        while True:
+            done = proc.poll() is not None
+            failures += _report_tasks(home, dag_id, ds, since, seen)
+            if done:
+                break
+            time.sleep(poll_s)
+    seconds = time.monotonic() - started
+    failed = proc.returncode != 0  # `airflow dags test` exits non-zero when the run failed
     status = "failed" if failed else "success"
     print(f"  {dag_id:<24} {ds}  {status:<8} {seconds:6.1f} s   (log: {log})", flush=True)
     if failed:
-        raise RuntimeError(f"DAG {dag_id} failed for {ds}; see {log}")
+        where = f"; task logs: {', '.join(failures)}" if failures else ""
+        raise RuntimeError(f"DAG {dag_id} failed for {ds}; see {log}{where}")
     return seconds
+
+
+def _report_tasks(home: Path, dag_id: str, ds: str, since: str, seen: set[tuple]) -> list[str]:
+    """Print the tasks of the run that finished since the last look; the log paths of failed ones."""
+    failed_logs = []
+    for task in airflow_local.finished_tasks(home, dag_id, ds):
+        key = (task["task_id"], task["map_index"], task["try_number"], task["state"])
+        # Runs of this date from an earlier demo (--keep) finished before this one started.
+        if key in seen or task["end_date"] < since:
+            continue
+        seen.add(key)
+        print(f"    {dag_id:<24} {task['task_id']:<28} {task['state']:<16} {task['seconds']:6.1f} s", flush=True)
+        if task["state"] in ("failed", "up_for_retry"):
+            path = airflow_local.task_log_path(home, dag_id, task)
+            failed_logs.append(str(path))
+            print(f"      log: {path}", flush=True)
+            for line in explaining_lines(path):
+                print(f"      | {line}", flush=True)
+    return failed_logs
+
+
+# What marks a log line as part of the explanation of a failure.
+_ERROR_WORDS = re.compile(r"error|exception|traceback|failed|refused|killed|not found", re.IGNORECASE)
+
+
+def explaining_lines(path: Path, limit: int = 8) -> list[str]:
+    """The last lines of a task log that say why it failed: its error lines (Airflow 3 writes
+    JSON lines; a spark-submit task's own output arrives as their events), else its last lines."""
+    try:
+        raw = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return [f"(no log at {path})"]
+    lines = []
+    for line in raw:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            text = str(record.get("event", ""))
+            level = str(record.get("level", "")).lower()
+            if record.get("error_detail"):
+                detail = record["error_detail"][-1] if isinstance(record["error_detail"], list) else {}
+                text += f" {detail.get('exc_type', '')}: {detail.get('exc_value', '')}".rstrip(": ")
+        else:
+            text, level = line, ""
+        if text.strip():
+            lines.append((level, text.strip()))
+    errors = [text for level, text in lines if level in ("error", "critical") or _ERROR_WORDS.search(text)]
+    chosen = errors or [text for _, text in lines]
+    return [text[:300] for text in chosen[-limit:]]
 
 
 def check_snapshot_chain(first_ds: str, env: dict) -> None:
