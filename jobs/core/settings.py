@@ -30,7 +30,7 @@ class Setting:
 
 
 WAREHOUSE = Setting("OSTAP_WAREHOUSE", "./warehouse",
-                    "warehouse root; any Hadoop file-system URI (`hdfs://`, `s3a://`, `file:`)")
+                    "warehouse root; a local path or a URI both Spark and fsspec read (`hdfs://`, `s3a://` with s3fs, `file:`)")
 SPARK_MASTER = Setting("OSTAP_SPARK_MASTER", "local[*]",
                        "Spark master when a job is run by the CLI (spark-submit sets its own)")
 SPARK_LOG_LEVEL = Setting("OSTAP_SPARK_LOG_LEVEL", "WARN", "log level of the Spark driver")

@@ -65,6 +65,8 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None,
         "spark.hadoop.parquet.dictionary.page.size": str(64 * 1024),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        # The driver's log level, set when it starts (Spark 4; setLogLevel needs the SparkContext).
+        "spark.log.level": settings.SPARK_LOG_LEVEL.get(),
         "spark.driver.extraJavaOptions": driver_java_options(),
         "spark.executor.extraJavaOptions": JVM_TIMEZONE,
         "spark.sql.warehouse.dir": os.path.join(root, "_spark_catalog") if config.is_local(root)
@@ -92,9 +94,24 @@ def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str
         wanted.pop("spark.master")
     for key, value in wanted.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(settings.SPARK_LOG_LEVEL.get())
-    return spark
+    return builder.getOrCreate()
+
+
+def default_parallelism(spark) -> int:
+    """The cores a stage can use at once, read from the session's settings (a Spark Connect
+    session has no SparkContext to ask): spark.default.parallelism, else the cores of a
+    local[N] master, else the shuffle partitions."""
+    import re
+
+    conf = spark.conf
+    if value := conf.get("spark.default.parallelism", None):
+        return int(value)
+    master = conf.get("spark.master", None) or ""
+    if master == "local":
+        return 1
+    if local := re.fullmatch(r"local\[(\*|\d+)(?:,\d+)?\]", master):
+        return (os.cpu_count() or 1) if local.group(1) == "*" else int(local.group(1))
+    return int(conf.get("spark.sql.shuffle.partitions", DEFAULT_SHUFFLE_PARTITIONS))
 
 
 @contextlib.contextmanager
