@@ -17,6 +17,7 @@ import sys
 
 from jobs.core.errors import OstapError
 from jobs.core.run import RunContext
+from jobs.core.spark import end_remote_session
 
 # command name -> module; modules are imported only when their command runs (keeps --help fast).
 COMMANDS: dict[str, str] = {
@@ -34,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "serve": "jobs.serving.serve",
     "redis": "jobs.local.redis_local",
     "jvm-archive": "jobs.local.jvm_archive",
+    "connect": "jobs.local.connect_server",
 }
 
 
@@ -43,6 +45,8 @@ def _common_options() -> argparse.ArgumentParser:
                         help="warehouse root (default: $OSTAP_WAREHOUSE or ./warehouse)")
     common.add_argument("--master", metavar="URL",
                         help="Spark master (default: $OSTAP_SPARK_MASTER or local[*])")
+    common.add_argument("--remote", metavar="sc://HOST:PORT",
+                        help="run on this Spark Connect server (default: $OSTAP_SPARK_REMOTE; unset: --master)")
     common.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Spark setting, repeatable")
     common.add_argument("--verbose", "-v", action="store_true", help="show tracebacks and debug logs")
@@ -89,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ostap {args.command}: unexpected error: {type(exc).__name__}: {first} "
               "(rerun with --verbose for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        end_remote_session()
 
 
 if __name__ == "__main__":

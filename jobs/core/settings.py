@@ -33,6 +33,9 @@ WAREHOUSE = Setting("OSTAP_WAREHOUSE", "./warehouse",
                     "warehouse root; a local path or a URI both Spark and fsspec read (`hdfs://`, `s3a://` with s3fs, `file:`)")
 SPARK_MASTER = Setting("OSTAP_SPARK_MASTER", "local[*]",
                        "Spark master when a job is run by the CLI (spark-submit sets its own)")
+SPARK_REMOTE = Setting("OSTAP_SPARK_REMOTE", None,
+                       "Spark Connect server (`sc://host:port`) the commands run their sessions on; unset: a "
+                       "classic session on the master", "(none)")
 SPARK_LOG_LEVEL = Setting("OSTAP_SPARK_LOG_LEVEL", "WARN", "log level of the Spark driver")
 JVM_ARCHIVE = Setting("OSTAP_JVM_ARCHIVE", None,
                       "the driver JVM's class-data-sharing archive (`ostap jvm-archive`)",

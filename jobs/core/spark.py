@@ -76,13 +76,28 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None,
     return session
 
 
+# The settings a Spark Connect session can take for itself; the rest (master, driver JVM, UI, log
+# level, static SQL settings) belong to the server, which jobs.local.connect_server starts with them.
+_SESSION_LEVEL = ("spark.sql.", "spark.hadoop.")
+_SERVER_LEVEL = ("spark.sql.warehouse.dir",)
+
+
 def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str, str] | None = None,
-              warehouse: str | None = None):
-    """Get or create the SparkSession with ostap's defaults.
+              warehouse: str | None = None, remote: str | None = None):
+    """Get or create the SparkSession with ostap's defaults: a session of its own on the Spark
+    Connect server `remote` (or $OSTAP_SPARK_REMOTE), else a classic one on `master`.
 
     Under spark-submit the master is already set by the launcher; we keep it then.
     """
     from pyspark.sql import SparkSession
+
+    remote = config.spark_remote(remote)
+    if remote:
+        builder = SparkSession.builder.remote(remote).appName(app_name)
+        for key, value in session_conf(master, conf, warehouse).items():
+            if key.startswith(_SESSION_LEVEL) and key not in _SERVER_LEVEL:
+                builder = builder.config(key, value)
+        return builder.getOrCreate()
 
     # Workers must run the same Python as the driver (the project's virtualenv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -128,6 +143,21 @@ def session_settings(spark, values: dict[str, str]):
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+def end_remote_session() -> None:
+    """End this process's Spark Connect session, if it made one: the server then drops its temp
+    views, settings and cached data at once rather than when the session times out. (A classic
+    session ends with its process.)"""
+    import sys
+
+    if "pyspark.sql.connect.session" not in sys.modules:
+        return
+    from pyspark.sql.connect.session import SparkSession as RemoteSession
+
+    session = RemoteSession.getActiveSession()
+    if session is not None:
+        session.stop()
 
 
 def _launched_by_spark_submit() -> bool:
