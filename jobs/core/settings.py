@@ -55,6 +55,10 @@ DQ_MIN_PREVIOUS_ROWS = Setting("OSTAP_DQ_MIN_PREVIOUS_ROWS", None,
                                "the row-count band applies only above this many previous rows", "the suite's")
 DQ_DATA_DOCS = Setting("OSTAP_DQ_DATA_DOCS", "1", "`0` skips the Data Docs pages (results are still recorded)")
 TASK_RETRIES = Setting("OSTAP_TASK_RETRIES", "2", "retries of every DAG task (read when the DAGs are parsed)")
+SPARK_TASKS = Setting("OSTAP_SPARK_TASKS", "spark-submit",
+                      "how the DAGs' Spark tasks run: `spark-submit` (a driver per task, connection `spark_default`) "
+                      "or `connect` (`ostap ... --remote` on the server of connection `spark_connect_default`); read "
+                      "when the DAGs are parsed; the demo and `make airflow` choose `connect`")
 DRIVER_MEMORY = Setting("OSTAP_DRIVER_MEMORY", "3g", "driver memory of the DAGs' spark-submit tasks")
 SENSOR_POKE_S = Setting("OSTAP_SENSOR_POKE_S", "120",
                         "how often the DAGs' partition sensors look for their inputs (read when the DAGs are parsed)")

@@ -125,6 +125,25 @@ def serving_redis(env: dict) -> str:
     return env["OSTAP_REDIS_URL"]
 
 
+@contextlib.contextmanager
+def spark_connect(env: dict, spark_tasks: str = "connect"):
+    """For the block, point `env`'s DAGs at their Spark tasks' engine: with `connect`, a warm Spark
+    Connect server in `$AIRFLOW_HOME/connect` (started here, stopped after the block) as connection
+    spark_connect_default; with `spark-submit`, a driver per task as before. Yields the server's URL or None."""
+    env["OSTAP_SPARK_TASKS"] = spark_tasks
+    if spark_tasks != "connect":
+        yield None
+        return
+    from jobs.local import connect_server
+
+    master = json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"])["host"]
+    with connect_server.running(Path(env["AIRFLOW_HOME"]) / "connect", master=master,
+                                warehouse=env["OSTAP_WAREHOUSE"]) as server:
+        env["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"] = json.dumps(
+            {"conn_type": "spark_connect", "host": f"sc://{connect_server.HOST}", "port": server.port})
+        yield server.url
+
+
 def redis_dir(env: dict) -> Path:
     return Path(env["AIRFLOW_HOME"]) / "redis"
 
@@ -243,12 +262,14 @@ def standalone() -> int:
     migrate(env)
     serving_redis(env)
     host, port = env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]
-    print(f"Airflow UI: http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port} "
-          f"(listening on {host})  login: admin / {password}\n"
-          f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}, "
-          f"serving Redis {env['OSTAP_REDIS_URL']}. Ctrl-C stops it.",
-          flush=True)
-    return airflow("standalone", env=env, check=False).returncode
+    # The embedded setup's default is the warm server; OSTAP_SPARK_TASKS=spark-submit keeps a driver per task.
+    with spark_connect(env, os.environ.get("OSTAP_SPARK_TASKS") or "connect") as url:
+        print(f"Airflow UI: http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port} "
+              f"(listening on {host})  login: admin / {password}\n"
+              f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}, "
+              f"serving Redis {env['OSTAP_REDIS_URL']}, Spark tasks on {url or 'spark-submit'}. Ctrl-C stops it.",
+              flush=True)
+        return airflow("standalone", env=env, check=False).returncode
 
 
 if __name__ == "__main__":

@@ -130,8 +130,10 @@ def check_snapshot_chain(first_ds: str, env: dict) -> None:
             "success in the UI, or give this run its own OSTAP_AIRFLOW_HOME.")
 
 
-def run_dates(dates: list[str], root: str | None = None) -> int:
-    """Run the DAGs for `dates` through the embedded Airflow on warehouse `root` (default: the settings')."""
+def run_dates(dates: list[str], root: str | None = None, spark_tasks: str = "connect") -> int:
+    """Run the DAGs for `dates` through the embedded Airflow on warehouse `root` (default: the settings'),
+    their Spark tasks on a warm Spark Connect server (started and stopped here) or, with
+    `spark_tasks="spark-submit"`, each through spark-submit with a driver of its own."""
     root = config.warehouse_root(root)
     env = airflow_local.airflow_env(warehouse=root)
     # A failed task fails the demo at once instead of waiting for retries.
@@ -139,11 +141,11 @@ def run_dates(dates: list[str], root: str | None = None) -> int:
     airflow_local.migrate(env)
     check_snapshot_chain(min(dates), env)
     redis_url = airflow_local.serving_redis(env)
-    print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
-          f"serving Redis {redis_url})", flush=True)
     timings: list[tuple[str, str, float]] = []
     started = time.monotonic()
-    with airflow_local.api_server(env):
+    with airflow_local.spark_connect(env, spark_tasks) as url, airflow_local.api_server(env):
+        print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
+              f"Spark tasks on {url or 'spark-submit'}, serving Redis {redis_url})", flush=True)
         for dag_id, ds in plan(dates):
             timings.append((dag_id, ds, run_dag(dag_id, ds, env)))
     total = time.monotonic() - started
