@@ -78,3 +78,60 @@ def test_the_server_answers_from_its_own_warm_driver_and_stops(server, tmp_path)
     assert url != server.url and connect_server.ensure_running(folder) == url  # reused while it runs
     assert connect_server.stop(folder) is True
     assert connect_server.stop(folder) is False
+
+
+def test_a_client_killed_mid_write_leaves_the_partition_whole_and_the_server_usable(sources, server, tmp_path):
+    """Session isolation on one server: a task's client killed (SIGKILL) while the server writes its
+    partition leaves the previous partition whole to readers, the next task on the same server
+    succeeds and publishes it whole, and sessions do not see each other's temp views or settings."""
+    import signal
+    import time
+
+    import pyarrow.parquet as pq
+
+    root = _warehouse(sources, tmp_path / "wh")
+    env = {**os.environ, "PYTHONPATH": str(connect_server.REPO), "OSTAP_SPARK_LOG_LEVEL": "ERROR"}
+    command = [sys.executable, "-m", "jobs", "snapshot", "--entity", "page_views", "--ds", DS, "--full",
+               "--warehouse", str(root), "--remote", server.url]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    table_dir = root / "ods" / "page_views"
+    published = table_dir / f"ds={DS}"
+    before = pq.read_table(published).to_pandas().sort_values("view_id").reset_index(drop=True)
+
+    rerun = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any(p.name.startswith("_staging_") for p in table_dir.iterdir()):
+        assert rerun.poll() is None, "the rerun ended before the server started writing"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(rerun.pid, signal.SIGKILL)  # the task's client only: the server and its driver go on
+    rerun.wait()
+    assert pq.read_table(published).to_pandas().sort_values("view_id").reset_index(drop=True).equals(before)
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = pq.read_table(published).to_pandas().sort_values("view_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(after, before)
+    # The killed run's lock was taken over and its staging folder cleared by the next publish.
+    assert [p.name for p in table_dir.iterdir() if p.name.startswith("_")] == []
+
+    # Two sessions at once on the server: each sees only its own temp views and settings.
+    probe = ("import sys, time; from pyspark.sql import SparkSession; "
+             "s = SparkSession.builder.remote(sys.argv[1]).getOrCreate(); "
+             "s.range(3).createOrReplaceTempView('mine'); s.conf.set('spark.sql.shuffle.partitions', sys.argv[2]); "
+             "time.sleep(3); "
+             "print(sorted(t.name for t in s.catalog.listTables() if t.isTemporary), "
+             "s.conf.get('spark.sql.shuffle.partitions'), s.table('mine').count()); s.stop()")
+    other = ("import sys; from pyspark.sql import SparkSession; "
+             "s = SparkSession.builder.remote(sys.argv[1]).getOrCreate(); "
+             "print(sorted(t.name for t in s.catalog.listTables() if t.isTemporary), "
+             "s.conf.get('spark.sql.shuffle.partitions')); s.stop()")
+    owner = subprocess.Popen([sys.executable, "-c", probe, server.url, "7"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    stranger = subprocess.run([sys.executable, "-c", other, server.url], capture_output=True, text=True, timeout=120)
+    assert owner.wait(timeout=120) == 0
+    assert owner.stdout.read().split() == ["['mine']", "7", "3"]
+    assert stranger.returncode == 0, stranger.stderr[-2000:]
+    assert stranger.stdout.split()[0] == "[]" and stranger.stdout.split()[-1] != "7"
