@@ -130,6 +130,20 @@ def check_snapshot_chain(first_ds: str, env: dict) -> None:
             "success in the UI, or give this run its own OSTAP_AIRFLOW_HOME.")
 
 
+def run_plan(runs: list[tuple[str, str]], env: dict, spark_tasks: str = "connect"
+             ) -> tuple[list[tuple[str, str, float]], float]:
+    """Run (dag_id, ds) runs in order through the embedded Airflow of `env` (migrated, its serving
+    Redis set): [(dag_id, ds, seconds)] and the wall time, the Spark engine's start included."""
+    timings: list[tuple[str, str, float]] = []
+    started = time.monotonic()
+    with airflow_local.spark_connect(env, spark_tasks) as url, airflow_local.api_server(env):
+        print(f"running the DAGs through Airflow: {len(runs)} DAG runs (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
+              f"Spark tasks on {url or 'spark-submit'}, serving Redis {env.get('OSTAP_REDIS_URL')})", flush=True)
+        for dag_id, ds in runs:
+            timings.append((dag_id, ds, run_dag(dag_id, ds, env)))
+    return timings, time.monotonic() - started
+
+
 def run_dates(dates: list[str], root: str | None = None, spark_tasks: str = "connect") -> int:
     """Run the DAGs for `dates` through the embedded Airflow on warehouse `root` (default: the settings'),
     their Spark tasks on a warm Spark Connect server (started and stopped here) or, with
@@ -141,14 +155,7 @@ def run_dates(dates: list[str], root: str | None = None, spark_tasks: str = "con
     airflow_local.migrate(env)
     check_snapshot_chain(min(dates), env)
     redis_url = airflow_local.serving_redis(env)
-    timings: list[tuple[str, str, float]] = []
-    started = time.monotonic()
-    with airflow_local.spark_connect(env, spark_tasks) as url, airflow_local.api_server(env):
-        print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
-              f"Spark tasks on {url or 'spark-submit'}, serving Redis {redis_url})", flush=True)
-        for dag_id, ds in plan(dates):
-            timings.append((dag_id, ds, run_dag(dag_id, ds, env)))
-    total = time.monotonic() - started
+    timings, total = run_plan(plan(dates), env, spark_tasks)
     print()
     print("published tables (rows per date):")
     counts = [r for r in catalog.partition_counts(root) if r[1] in dates]
