@@ -17,6 +17,7 @@ import sys
 
 from jobs.core.errors import OstapError
 from jobs.core.run import RunContext
+from jobs.core.spark import end_remote_session
 
 # command name -> module (or, for a command with actions, action -> module).
 COMMANDS: dict[str, str] = {
@@ -36,6 +37,7 @@ COMMANDS: dict[str, str] = {
                "simulate": "jobs.local.abtest_simulate"},
     "redis": "jobs.local.redis_local",
     "jvm-archive": "jobs.local.jvm_archive",
+    "connect": "jobs.local.connect_server",
 }
 
 
@@ -45,6 +47,8 @@ def _common_options() -> argparse.ArgumentParser:
                         help="warehouse root (default: $OSTAP_WAREHOUSE or ./warehouse)")
     common.add_argument("--master", metavar="URL",
                         help="Spark master (default: $OSTAP_SPARK_MASTER or local[*])")
+    common.add_argument("--remote", metavar="sc://HOST:PORT",
+                        help="run on this Spark Connect server (default: $OSTAP_SPARK_REMOTE; unset: --master)")
     common.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Spark setting, repeatable")
     common.add_argument("--lineage-parent", metavar="NAMESPACE/JOB/RUN_ID",
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ostap {args.command}: unexpected error: {type(exc).__name__}: {first} "
               "(rerun with --verbose for the traceback)", file=sys.stderr)
         return 1
+    finally:
+        end_remote_session()
 
 
 def _run_with_lineage_events(args, ctx: RunContext) -> int:

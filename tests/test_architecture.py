@@ -110,3 +110,22 @@ def test_a_bad_date_is_refused_in_one_line_before_any_command_runs(capsys):
             assert cli.main([*command, "--ds", bad]) == 2, (command, bad)
             err = capsys.readouterr().err.strip()
             assert err == f"ostap {command[0]}: error: --ds {bad!r}: expected a date YYYY-MM-DD, e.g. 2024-06-01"
+
+
+def test_no_production_module_reaches_into_the_jvm():
+    """Jobs run unchanged on a classic or a Spark Connect session, which has no SparkContext and no
+    py4j gateway: no production module touches `sparkContext`, `_jvm`, `_jsc` or imports py4j (the
+    file system is reached from Python, jobs.core.files). jobs/local is development tooling (the
+    JVM class archive trains a classic driver) and stays outside."""
+    import ast
+
+    offences = []
+    for path in _production_modules():
+        name = str(path.relative_to(REPO))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("sparkContext", "_jvm", "_jsc", "_gateway"):
+                offences.append(f"{name}:{node.lineno} uses .{node.attr}")
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                offences += [f"{name}:{node.lineno} imports {m}" for m in modules if m.split(".")[0] == "py4j"]
+    assert offences == []

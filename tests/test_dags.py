@@ -125,3 +125,42 @@ def test_a_spark_task_names_an_existing_pipeline():
     assert pipeline_package("scoring_targets") == "jobs.scoring_targets"
     with pytest.raises(ValueError, match="no pipeline 'scoring_target'"):
         spark_job("build_targets", "targets", pipeline="scoring_target")
+
+
+EXPECTED_CONNECT_COMMANDS = EXPECTED_COMMANDS.parent / "connect_commands.txt"
+
+
+def test_rendered_connect_commands_match_expected(tmp_path, monkeypatch):
+    """With OSTAP_SPARK_TASKS=connect the same tasks (one per entity and job) run the `ostap`
+    command itself with --remote, the URL rendered from connection spark_connect_default."""
+    import json
+    import os
+    import shlex
+    import sys
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    from jobs.local.airflow_local import DAGS, REPO
+
+    monkeypatch.setenv("OSTAP_SPARK_TASKS", "connect")
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_CONNECT_DEFAULT",
+                       json.dumps({"conn_type": "spark_connect", "host": "sc://127.0.0.1", "port": 15002}))
+    dagbag = DagBag(dag_folder=str(DAGS))
+    assert dagbag.import_errors == {}
+    lines = []
+    for dag_id in sorted(dagbag.dag_ids):
+        dag = dagbag.dags[dag_id]
+        for task in sorted(dag.tasks, key=lambda t: t.task_id):
+            command = getattr(task, "bash_command", None)
+            if command is None or "--remote" not in command:
+                continue
+            task.render_template_fields({"ds": "2024-06-01", "params": dag.params.dump()})
+            line = shlex.join(shlex.split(task.bash_command)).replace(sys.executable, "<python>").replace(str(REPO), "<repo>")
+            lines.append(f"{dag_id}.{task.task_id}: {line}")
+    rendered = "\n".join(lines) + "\n"
+    spark_tasks = [line.split(":")[0] for line in EXPECTED_COMMANDS.read_text().splitlines()]
+    assert [line.split(":")[0] for line in lines] == spark_tasks  # the same tasks as the spark-submit path
+    if os.environ.get("OSTAP_UPDATE_EXPECTED") and rendered != EXPECTED_CONNECT_COMMANDS.read_text():
+        EXPECTED_CONNECT_COMMANDS.write_text(rendered)
+        pytest.fail(f"rewrote {EXPECTED_CONNECT_COMMANDS}: review `git diff`, then rerun without OSTAP_UPDATE_EXPECTED")
+    assert rendered == EXPECTED_CONNECT_COMMANDS.read_text()

@@ -12,7 +12,7 @@ import pytest
 from helpers import ctx_for, wh  # noqa: E402
 
 from jobs.cli import COMMANDS, build_parser
-from jobs.core import config, storage, tables
+from jobs.core import config, files, storage, tables
 from jobs.core.spark import DRIVER_JAVA_OPTIONS, driver_java_options, jvm_archive_path, session_conf
 from jobs.warehouse.ddl import render
 
@@ -247,10 +247,10 @@ def _lock_table():
     return tables.Table("demo_lock", "marts", ("id",), "id bigint, v string")
 
 
-class _LocksThroughHadoop:
+class _LocksThroughFsspec:
     """jobs.core.config as storage sees it, but with every path off local disk: the publish lock then
-    takes the branch it takes on HDFS or an object store (Hadoop's FileSystem API: create without
-    overwrite, open, getFileStatus, delete), here on Hadoop's own local file system."""
+    takes the branch it takes on HDFS or an object store (jobs.core.files, fsspec: exclusive create,
+    open, modified, rm), here on fsspec's local file system."""
 
     def __getattr__(self, name):
         return getattr(config, name)
@@ -260,10 +260,10 @@ class _LocksThroughHadoop:
         return False
 
 
-@pytest.fixture(params=["local disk", "Hadoop FileSystem"])
+@pytest.fixture(params=["local disk", "fsspec"])
 def lock_file_system(request, monkeypatch):
-    if request.param == "Hadoop FileSystem":
-        monkeypatch.setattr(storage, "config", _LocksThroughHadoop())
+    if request.param == "fsspec":
+        monkeypatch.setattr(storage, "config", _LocksThroughFsspec())
     return request.param
 
 
@@ -320,22 +320,21 @@ def _released_after(call, lock: Path, calls: list):
     return then_released
 
 
-class _FileSystemReleasingAfterExists:
-    """Hadoop's FileSystem as a waiter's read_text sees it when the holder releases the lock
-    between the waiter's exists() and its open()."""
+class _FileSystemReleasingBeforeOpen:
+    """The fsspec file system as a waiter's read_text sees it when the holder releases the lock
+    just before the waiter opens it."""
 
     def __init__(self, fs, lock: Path, calls: list):
-        self.hadoop_fs, self._lock, self._calls = fs, lock, calls
+        self.fs, self._lock, self._calls = fs, lock, calls
 
     def __getattr__(self, name):
-        return getattr(self.hadoop_fs, name)
+        return getattr(self.fs, name)
 
-    def exists(self, path):
-        found = self.hadoop_fs.exists(path)
+    def open(self, path, *args, **kwargs):
         if self._lock.exists():
             self._lock.unlink()
-            self._calls.append("exists")
-        return found
+            self._calls.append("open")
+        return self.fs.open(path, *args, **kwargs)
 
 
 def test_a_lock_released_while_another_run_reads_it_reads_as_free(spark, warehouse, lock_file_system, monkeypatch):
@@ -358,16 +357,16 @@ def test_a_lock_released_while_another_run_reads_it_reads_as_free(spark, warehou
         assert storage._read_lock(spark, path) is None
     assert calls and not lock.exists()
 
-    if lock_file_system == "Hadoop FileSystem":
-        # Written whole, but released between the waiter's exists() and its open().
+    if lock_file_system == "fsspec":
+        # Written whole, but released just before the waiter opens it.
         calls.clear()
-        real_fs = storage.hadoop_fs
+        real_fs = files._fs
         with monkeypatch.context() as patch:
-            patch.setattr(storage, "hadoop_fs", lambda *args: (lambda fs, p: (
-                _FileSystemReleasingAfterExists(fs, lock, calls), p))(*real_fs(*args)))
+            patch.setattr(files, "_fs", lambda *args: (lambda fs, p: (
+                _FileSystemReleasingBeforeOpen(fs, lock, calls), p))(*real_fs(*args)))
             lock.write_text('{"run_id": "gone"}')
             assert storage._read_lock(spark, path) is None
-        assert calls == ["exists"] and not lock.exists()
+        assert calls == ["open"] and not lock.exists()
 
     lock.write_text('{"run_id": "here"}')  # and a lock that stays is read as held
     assert storage._read_lock(spark, path) == {"run_id": "here"}

@@ -29,8 +29,17 @@ DEFAULT_ARGS = {
     "execution_timeout": timedelta(hours=2),
 }
 
+def spark_connect_url(conn_id: str = "spark_connect_default") -> str:
+    """The sc:// URL of an Airflow Spark Connect connection (the Spark provider's hook builds it,
+    with its user, token and SSL settings); a template macro, rendered when the task runs."""
+    from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
+
+    return SparkConnectHook(conn_id).get_connection_url()
+
+
 DAG_DEFAULTS = {
     "start_date": START_DATE,
+    "user_defined_macros": {"spark_connect_url": spark_connect_url},
     "default_args": DEFAULT_ARGS,
     "catchup": False,
     "max_active_runs": 3,
@@ -55,18 +64,25 @@ def pipeline_package(pipeline: str) -> str:
 # The Airflow task's OpenLineage run (namespace/job/run id), the parent of the job's own events;
 # empty when the OpenLineage provider is disabled (it then registers no macros).
 LINEAGE_PARENT = ("{{ macros.OpenLineageProviderPlugin.lineage_parent_id(task_instance) "
-                  "if macros is defined and macros.OpenLineageProviderPlugin is defined else '' }}")
+                  'if macros is defined and macros.OpenLineageProviderPlugin is defined else "" }}')
 
 
 def spark_job(task_id: str, *cli_args: str, pipeline: str, outlets=None, **kwargs):
-    """A SparkSubmitOperator running one `ostap` command of `pipeline` through connection
-    spark_default.
-
-    The same task runs on local[*] or a cluster: only the connection changes.
+    """The task running one `ostap` command of `pipeline`, as OSTAP_SPARK_TASKS chooses: a
+    SparkSubmitOperator through connection spark_default (a driver of its own, on local[*] or a
+    cluster: only the connection changes), or (`connect`) the command itself with `--remote` on
+    the Spark Connect server of connection spark_connect_default, whose driver stays warm.
+    Either way one task per entity and job, with its own retries and log.
     """
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     pipeline_package(pipeline)
+    choice = settings.SPARK_TASKS.get()
+    if choice == "connect":
+        return ostap_command(task_id, *cli_args, "--remote", "{{ spark_connect_url() }}",
+                             "--lineage-parent", LINEAGE_PARENT, outlets=outlets or [], **kwargs)
+    if choice != "spark-submit":
+        raise ValueError(f"OSTAP_SPARK_TASKS={choice!r}: expected spark-submit or connect")
 
     return SparkSubmitOperator(
         task_id=task_id,

@@ -39,6 +39,11 @@ def spark_master(override: str | None = None) -> str:
     return override or settings.SPARK_MASTER.get()
 
 
+def spark_remote(override: str | None = None) -> str | None:
+    """The Spark Connect server a session runs on (`sc://host:port`), or None for a classic session."""
+    return override or settings.SPARK_REMOTE.get()
+
+
 def parse_conf(pairs: list[str] | None) -> dict[str, str]:
     """Turn repeated `--conf key=value` options into a dict, refusing malformed ones."""
     from jobs.core.errors import OstapError

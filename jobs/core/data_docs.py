@@ -47,15 +47,9 @@ def _write_text(spark, path: str, text: str) -> None:
 
 
 def _index_page(spark, docs: str) -> str:
-    from jobs.core.storage import hadoop_fs
+    from jobs.core import files
 
-    fs, hpath = hadoop_fs(spark, f"{docs}/validations")
-    pages = []
-    files = fs.listFiles(hpath, True)
-    while files.hasNext():
-        path = files.next().getPath().toString()
-        if path.endswith(".html"):
-            pages.append(path.split("/validations/", 1)[1])
+    pages = [page for page in files.files_under(f"{docs}/validations") if page.endswith(".html")]
     rows = []
     for page in sorted(pages, key=lambda p: (p.split("/")[1], p), reverse=True):
         table, partition, name = page.split("/")[-3:]

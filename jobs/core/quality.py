@@ -210,7 +210,8 @@ _GX: dict = {}
 def _batch_definition(spark, asset_name: str):
     """The whole-DataFrame batch definition of an asset in the process-wide ephemeral context."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    application = spark.sparkContext.applicationId
+    # The session's identity (no SparkContext on Spark Connect, where sessions share one application).
+    application = (spark.conf.get("spark.app.id", None), getattr(spark, "session_id", None))
     if _GX.get("application") != application:
         # A new SparkSession (the previous one stopped): GX's engine must not keep the old one.
         _GX.clear()

@@ -1,5 +1,5 @@
 """The run context: what one command run knows (its date, run id, warehouse root, Spark master
-and settings). The CLI makes it once from the command line and passes it down; jobs, publishing
+or Connect server, and settings). The CLI makes it once from the command line and passes it down; jobs, publishing
 and the quality gate read the root and the run id from it, never from the environment."""
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class RunContext:
     ds_date: dt.date | None = None
     run_id: str = dataclasses.field(default_factory=new_run_id)
     master: str | None = None  # None: OSTAP_SPARK_MASTER, or the master spark-submit chose
+    remote: str | None = None  # a Spark Connect server (sc://host:port); None: OSTAP_SPARK_REMOTE, else classic
     conf: Mapping[str, str] = dataclasses.field(default_factory=dict)
     job: str = ""  # the command, e.g. "targets"
     args: Mapping[str, object] = dataclasses.field(default_factory=dict)  # its options, for the manifest
@@ -65,12 +66,13 @@ class RunContext:
     @classmethod
     def create(cls, *, warehouse: str | None = None, ds: str | dt.date | None = None, run_id: str | None = None,
                master: str | None = None, conf: Mapping[str, str] | None = None, job: str = "",
-               args: Mapping[str, object] | None = None, lineage_parent: str | None = None) -> RunContext:
+               args: Mapping[str, object] | None = None, remote: str | None = None,
+               lineage_parent: str | None = None) -> RunContext:
         """A context whose unset parts come from the settings (OSTAP_WAREHOUSE, OSTAP_SPARK_MASTER)."""
         return cls(warehouse=config.warehouse_root(warehouse),
                    ds_date=None if ds is None else parse_ds(ds),
                    run_id=run_id or new_run_id(),
-                   master=master,
+                   master=master, remote=remote,
                    conf=dict(conf or {}), job=job, args=dict(args or {}), lineage_parent=lineage_parent or None)
 
     @classmethod
@@ -79,7 +81,8 @@ class RunContext:
         options = {k: v for k, v in vars(args).items()
                    if not k.startswith("_") and k not in ("verbose", "command", "lineage_parent") and isinstance(v, str | int | float | bool)}
         return cls.create(warehouse=getattr(args, "warehouse", None), ds=getattr(args, "ds", None),
-                          master=getattr(args, "master", None), conf=config.parse_conf(getattr(args, "conf", [])),
+                          master=getattr(args, "master", None), remote=getattr(args, "remote", None),
+                          conf=config.parse_conf(getattr(args, "conf", [])),
                           job=getattr(args, "command", "") or "", args=options,
                           lineage_parent=getattr(args, "lineage_parent", None))
 
@@ -104,4 +107,5 @@ class RunContext:
         """The run's SparkSession (created with its master and settings, or the one running)."""
         from jobs.core.spark import get_spark
 
-        return get_spark(app_name, master=self.master, conf=dict(self.conf), warehouse=self.warehouse)
+        return get_spark(app_name, master=self.master, conf=dict(self.conf), warehouse=self.warehouse,
+                         remote=self.remote)

@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import logging
 
-from jobs.core import storage
+from jobs.core import files, storage
 from jobs.core.run import RunContext
 from jobs.core.tables import Table
 
@@ -96,25 +96,19 @@ def swap_together(spark, staged: list[tuple[Table, str, str]], ctx: RunContext) 
 
 
 def _swap_one(spark, entry: dict) -> None:
-    fs, final = storage.hadoop_fs(spark, entry["final"])
-    path = spark._jvm.org.apache.hadoop.fs.Path
-    if fs.exists(final) and not fs.rename(final, path(entry["trash"])):
-        raise RuntimeError(f"could not move the previous partition {entry['final']} aside")
-    if not fs.rename(path(entry["staging"]), final):
-        raise RuntimeError(f"could not move the staged partition into {entry['final']}")
+    if files.exists(entry["final"]):
+        files.rename(entry["final"], entry["trash"])
+    files.rename(entry["staging"], entry["final"])
 
 
 def _roll_back(spark, run_id: str, entries: list[dict]) -> None:
     """Undo a run's swaps: its partitions go, the previous ones (kept as trash) come back."""
     for entry in entries:
-        fs, final = storage.hadoop_fs(spark, entry["final"])
-        path = spark._jvm.org.apache.hadoop.fs.Path
-        trash = path(entry["trash"])
-        written_by_run = fs.exists(final) and storage.run_in(spark, entry["final"]) == run_id
-        if written_by_run:
-            fs.delete(final, True)
-        if fs.exists(trash) and not fs.exists(final):
-            fs.rename(trash, final)
+        final, trash = entry["final"], entry["trash"]
+        if files.exists(final) and storage.run_in(spark, final) == run_id:
+            files.delete(final)
+        if files.exists(trash) and not files.exists(final):
+            files.rename(trash, final)
         storage.delete_path(spark, entry["staging"])
 
 
@@ -123,13 +117,9 @@ def roll_back_unfinished(spark, partitions: list[tuple[Table, str]], ctx: RunCon
     between its swaps; returns the run ids rolled back. Entries of other partitions stay in the
     record for whoever publishes them next."""
     folder = f"{ctx.warehouse}/_runs"
-    fs, hfolder = storage.hadoop_fs(spark, folder)
-    if not fs.exists(hfolder):
-        return []
     wanted = {(table.qualified, value) for table, value in partitions}
     rolled = []
-    for status in fs.listStatus(hfolder):
-        name = status.getPath().getName()
+    for name, _ in files.entries(folder):
         if not name.endswith(".json") or name == f"{ctx.run_id}.json":
             continue
         text = storage.read_text(spark, f"{folder}/{name}")

@@ -30,9 +30,12 @@ class Setting:
 
 
 WAREHOUSE = Setting("OSTAP_WAREHOUSE", "./warehouse",
-                    "warehouse root; any Hadoop file-system URI (`hdfs://`, `s3a://`, `file:`)")
+                    "warehouse root; a local path or a URI both Spark and fsspec read (`hdfs://`, `s3a://` with s3fs, `file:`)")
 SPARK_MASTER = Setting("OSTAP_SPARK_MASTER", "local[*]",
                        "Spark master when a job is run by the CLI (spark-submit sets its own)")
+SPARK_REMOTE = Setting("OSTAP_SPARK_REMOTE", None,
+                       "Spark Connect server (`sc://host:port`) the commands run their sessions on; unset: a "
+                       "classic session on the master", "(none)")
 SPARK_LOG_LEVEL = Setting("OSTAP_SPARK_LOG_LEVEL", "WARN", "log level of the Spark driver")
 JVM_ARCHIVE = Setting("OSTAP_JVM_ARCHIVE", None,
                       "the driver JVM's class-data-sharing archive (`ostap jvm-archive`)",
@@ -52,6 +55,10 @@ DQ_MIN_PREVIOUS_ROWS = Setting("OSTAP_DQ_MIN_PREVIOUS_ROWS", None,
                                "the row-count band applies only above this many previous rows", "the suite's")
 DQ_DATA_DOCS = Setting("OSTAP_DQ_DATA_DOCS", "1", "`0` skips the Data Docs pages (results are still recorded)")
 TASK_RETRIES = Setting("OSTAP_TASK_RETRIES", "2", "retries of every DAG task (read when the DAGs are parsed)")
+SPARK_TASKS = Setting("OSTAP_SPARK_TASKS", "spark-submit",
+                      "how the DAGs' Spark tasks run: `spark-submit` (a driver per task, connection `spark_default`) "
+                      "or `connect` (`ostap ... --remote` on the server of connection `spark_connect_default`); read "
+                      "when the DAGs are parsed; the demo and `make airflow` choose `connect`")
 DRIVER_MEMORY = Setting("OSTAP_DRIVER_MEMORY", "3g", "driver memory of the DAGs' spark-submit tasks")
 SENSOR_POKE_S = Setting("OSTAP_SENSOR_POKE_S", "120",
                         "how often the DAGs' partition sensors look for their inputs (read when the DAGs are parsed)")

@@ -65,6 +65,8 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None,
         "spark.hadoop.parquet.dictionary.page.size": str(64 * 1024),
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        # The driver's log level, set when it starts (Spark 4; setLogLevel needs the SparkContext).
+        "spark.log.level": settings.SPARK_LOG_LEVEL.get(),
         "spark.driver.extraJavaOptions": driver_java_options(),
         "spark.executor.extraJavaOptions": JVM_TIMEZONE,
         "spark.sql.warehouse.dir": os.path.join(root, "_spark_catalog") if config.is_local(root)
@@ -74,13 +76,28 @@ def session_conf(master: str | None = None, conf: dict[str, str] | None = None,
     return session
 
 
+# The settings a Spark Connect session can take for itself; the rest (master, driver JVM, UI, log
+# level, static SQL settings) belong to the server, which jobs.local.connect_server starts with them.
+_SESSION_LEVEL = ("spark.sql.", "spark.hadoop.")
+_SERVER_LEVEL = ("spark.sql.warehouse.dir",)
+
+
 def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str, str] | None = None,
-              warehouse: str | None = None):
-    """Get or create the SparkSession with ostap's defaults.
+              warehouse: str | None = None, remote: str | None = None):
+    """Get or create the SparkSession with ostap's defaults: a session of its own on the Spark
+    Connect server `remote` (or $OSTAP_SPARK_REMOTE), else a classic one on `master`.
 
     Under spark-submit the master is already set by the launcher; we keep it then.
     """
     from pyspark.sql import SparkSession
+
+    remote = config.spark_remote(remote)
+    if remote:
+        builder = SparkSession.builder.remote(remote).appName(app_name)
+        for key, value in session_conf(master, conf, warehouse).items():
+            if key.startswith(_SESSION_LEVEL) and key not in _SERVER_LEVEL:
+                builder = builder.config(key, value)
+        return builder.getOrCreate()
 
     # Workers must run the same Python as the driver (the project's virtualenv).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -92,9 +109,24 @@ def get_spark(app_name: str = "ostap", master: str | None = None, conf: dict[str
         wanted.pop("spark.master")
     for key, value in wanted.items():
         builder = builder.config(key, value)
-    spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(settings.SPARK_LOG_LEVEL.get())
-    return spark
+    return builder.getOrCreate()
+
+
+def default_parallelism(spark) -> int:
+    """The cores a stage can use at once, read from the session's settings (a Spark Connect
+    session has no SparkContext to ask): spark.default.parallelism, else the cores of a
+    local[N] master, else the shuffle partitions."""
+    import re
+
+    conf = spark.conf
+    if value := conf.get("spark.default.parallelism", None):
+        return int(value)
+    master = conf.get("spark.master", None) or ""
+    if master == "local":
+        return 1
+    if local := re.fullmatch(r"local\[(\*|\d+)(?:,\d+)?\]", master):
+        return (os.cpu_count() or 1) if local.group(1) == "*" else int(local.group(1))
+    return int(conf.get("spark.sql.shuffle.partitions", DEFAULT_SHUFFLE_PARTITIONS))
 
 
 @contextlib.contextmanager
@@ -111,6 +143,21 @@ def session_settings(spark, values: dict[str, str]):
                 spark.conf.unset(key)
             else:
                 spark.conf.set(key, value)
+
+
+def end_remote_session() -> None:
+    """End this process's Spark Connect session, if it made one: the server then drops its temp
+    views, settings and cached data at once rather than when the session times out. (A classic
+    session ends with its process.)"""
+    import sys
+
+    if "pyspark.sql.connect.session" not in sys.modules:
+        return
+    from pyspark.sql.connect.session import SparkSession as RemoteSession
+
+    session = RemoteSession.getActiveSession()
+    if session is not None:
+        session.stop()
 
 
 def _launched_by_spark_submit() -> bool:

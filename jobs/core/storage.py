@@ -1,8 +1,9 @@
 """Reading and publishing table partitions so that a partition appears whole or not at all.
 
 Publishing writes the partition to a staging folder beside the table, then swaps it in with
-directory renames through the Hadoop FileSystem API (atomic on HDFS and local disk, a
-copy on object stores). A reader sees the previous partition, or (for a moment during the
+directory renames through the Python file-system layer (jobs.core.files, fsspec: atomic on HDFS
+and local disk, a copy on object stores), never through the driver JVM, so that the same code
+runs on a classic or a Spark Connect session. A reader sees the previous partition, or (for a moment during the
 swap of a rerun) none, never a partial one. Staging and trash folders start with `_`, which
 Spark, DuckDB and pyarrow all skip when they discover partitions.
 
@@ -24,7 +25,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from jobs.core import config, settings
+from jobs.core import config, files, settings
 from jobs.core.errors import OstapError
 from jobs.core.manifest import manifest
 from jobs.core.run import RunContext
@@ -37,57 +38,31 @@ RUN_SIDECAR = "_RUN.json"
 Check = Callable[[object, Table, str, RunContext], None]
 
 
-def hadoop_fs(spark, path: str):
-    """(Hadoop FileSystem of `path`, its Hadoop Path): local disk, HDFS or an object store alike."""
-    jvm = spark._jvm
-    hpath = jvm.org.apache.hadoop.fs.Path(path)
-    return hpath.getFileSystem(spark._jsc.hadoopConfiguration()), hpath
-
+# The file-system helpers take the job's session first (unused: the files are reached from
+# Python) so that every caller reads the same whichever session runs it.
 
 def path_exists(spark, path: str) -> bool:
-    fs, hpath = hadoop_fs(spark, path)
-    return fs.exists(hpath)
+    return files.exists(path)
 
 
 def read_text(spark, path: str) -> str | None:
     """A small text file (a sidecar), or None when it does not exist."""
-    fs, hpath = hadoop_fs(spark, path)
-    if not fs.exists(hpath):
-        return None
-    stream = fs.open(hpath)
-    try:
-        reader = spark._jvm.java.io.BufferedReader(spark._jvm.java.io.InputStreamReader(stream, "UTF-8"))
-        lines = []
-        while (line := reader.readLine()) is not None:
-            lines.append(line)
-        return "\n".join(lines)
-    finally:
-        stream.close()
+    return files.read_text(path)
 
 
 def write_bytes(spark, path: str, payload: bytes) -> None:
     """A small file (a sidecar, a report page, a model), replaced if it exists."""
-    fs, hpath = hadoop_fs(spark, path)
-    stream = fs.create(hpath, True)
-    try:
-        stream.write(bytearray(payload))
-    finally:
-        stream.close()
+    files.write_bytes(path, payload)
 
 
 def delete_path(spark, path: str) -> None:
-    fs, hpath = hadoop_fs(spark, path)
-    if fs.exists(hpath):
-        fs.delete(hpath, True)
+    files.delete(path)
 
 
 def subfolder_names(spark, path: str) -> list[str]:
     """Names of the folders directly in `path`, sorted (one listing call); [] when there is no
-    such folder (listing a file gives the file itself, which is not a folder)."""
-    fs, hpath = hadoop_fs(spark, path)
-    if not fs.exists(hpath):
-        return []
-    return sorted(status.getPath().getName() for status in fs.listStatus(hpath) if status.isDirectory())
+    such folder (or `path` is a file)."""
+    return [name for name, folder in files.entries(path) if folder]
 
 
 def list_partitions(spark, table: Table, root: str) -> list[str]:
@@ -119,8 +94,8 @@ def lock_path(table: Table, value: str, root: str) -> str:
 def publishing(spark, table: Table, value: str, ctx: RunContext, wait_s: float | None = None):
     """Hold the publish lock of partition `value` of `table` for the block (stage, then swap).
 
-    The lock is a file created only if it does not exist (O_EXCL on local disk, HDFS's create
-    without overwrite): one run holds it at a time. A run that finds it taken waits, polling,
+    The lock is a file created only if it does not exist (O_EXCL on local disk, fsspec's
+    exclusive mode elsewhere): one run holds it at a time. A run that finds it taken waits, polling,
     for up to `wait_s` (OSTAP_PUBLISH_LOCK_WAIT_S, default 15 min), then raises
     PartitionBusyError naming the holder; nothing is written. A lock whose holder is gone (its
     process no longer runs on this host, or it is older than OSTAP_PUBLISH_LOCK_STALE_S when
@@ -176,20 +151,7 @@ def _create_exclusive(spark, path: str, text: str) -> bool:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         return True
-    from py4j.protocol import Py4JJavaError
-
-    fs, hpath = hadoop_fs(spark, path)
-    try:
-        stream = fs.create(hpath, False)  # HDFS: fails if the file exists, atomically at the NameNode
-    except Py4JJavaError as exc:
-        if java_error_caused_by(exc, "org.apache.hadoop.fs.FileAlreadyExistsException"):
-            return False
-        raise
-    try:
-        stream.write(bytearray(text.encode()))
-    finally:
-        stream.close()
-    return True
+    return files.create_exclusive(path, text.encode())
 
 
 class WarehouseNotWritableError(OstapError):
@@ -216,7 +178,7 @@ def _read_lock(spark, path: str) -> dict | None:
         except FileNotFoundError:
             return None
     else:
-        text = _unless_gone(lambda: read_text(spark, path))
+        text = read_text(spark, path)
         if text is None:
             return None
     try:
@@ -234,22 +196,24 @@ def _modified(spark, path: str) -> str | None:
         except FileNotFoundError:
             return None
     else:
-        fs, hpath = hadoop_fs(spark, path)
-        millis = _unless_gone(lambda: fs.getFileStatus(hpath).getModificationTime())
-        if millis is None:
+        seconds = files.modified(path)
+        if seconds is None:
             return None
-        seconds = millis / 1000
     return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
 
 
 def java_error_caused_by(exc: BaseException, class_name: str) -> bool:
-    """Whether `exc` carries a Java error (py4j's Py4JJavaError, or a pyspark error raised from
-    the JVM) of class `class_name` (fully qualified; subclasses count) or caused by one.
+    """Whether `exc` carries a Java error of class `class_name` (fully qualified) or caused by one:
+    on a classic session py4j's Py4JJavaError or a pyspark error raised from the JVM (subclasses
+    count), on a Spark Connect session the server's error classes and stack trace.
 
     Spark wraps what failed in a task (a file gone between listing and reading, say) in a
-    SparkException, several levels deep; a direct call such as FileSystem.open throws it bare.
+    SparkException, several levels deep; a direct call throws it bare.
     """
     java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    if java is None:  # Spark Connect: the server sends its stack trace ("Caused by: ..." lines) as text
+        trace = exc.getStackTrace() if callable(getattr(exc, "getStackTrace", None)) else None
+        return class_name in f"{exc}\n{trace or ''}"
     for _ in range(20):  # a cause chain can loop back on itself
         if java is None:
             return False
@@ -260,20 +224,6 @@ def java_error_caused_by(exc: BaseException, class_name: str) -> bool:
             cls = cls.getSuperclass()
         java = java.getCause()
     return False
-
-
-def _unless_gone(read):
-    """read() of a lock file through the Hadoop file system; None when the file is not there,
-    also when its holder released it between an exists() and the open (a waiter polls while
-    the holder deletes)."""
-    from py4j.protocol import Py4JJavaError
-
-    try:
-        return read()
-    except Py4JJavaError as exc:
-        if java_error_caused_by(exc, "java.io.FileNotFoundException"):
-            return None
-        raise
 
 
 def _lock_is_stale(holder: dict) -> bool:
@@ -369,19 +319,17 @@ def swap_in(spark, table: Table, value: str, staging: str, ctx: RunContext) -> s
     root, run_id = ctx.warehouse, ctx.run_id
     final = table.partition_path(value, root)
     trash = f"{table.path(root)}/_trash_{table.partition}={value}.{run_id}"
-    fs, final_path = hadoop_fs(spark, final)
-    jvm = spark._jvm
-    staged_path = jvm.org.apache.hadoop.fs.Path(staging)
-    trash_path = jvm.org.apache.hadoop.fs.Path(trash)
-    had_previous = fs.exists(final_path)
-    if had_previous and not fs.rename(final_path, trash_path):
-        raise RuntimeError(f"could not move the previous partition {final} aside")
-    if not fs.rename(staged_path, final_path):
-        if had_previous:
-            fs.rename(trash_path, final_path)
-        raise RuntimeError(f"could not move the staged partition into {final}")
+    had_previous = files.exists(final)
     if had_previous:
-        fs.delete(trash_path, True)
+        files.rename(final, trash)
+    try:
+        files.rename(staging, final)
+    except OSError:
+        if had_previous:
+            files.rename(trash, final)
+        raise
+    if had_previous:
+        files.delete(trash)
     _remove_leftovers(spark, table, value, root)
     return final
 
@@ -392,11 +340,10 @@ def _remove_leftovers(spark, table: Table, value: str, root: str) -> None:
     Readers never see them (their names start with `_`), but they would pile up. Called under
     the partition's publish lock: no other run is staging this partition now.
     """
-    fs, table_path = hadoop_fs(spark, table.path(root))
     prefixes = (f"_staging_{table.partition}={value}.", f"_trash_{table.partition}={value}.")
-    for status in fs.listStatus(table_path):
-        if status.getPath().getName().startswith(prefixes):
-            fs.delete(status.getPath(), True)
+    for name, _ in files.entries(table.path(root)):
+        if name.startswith(prefixes):
+            files.delete(f"{table.path(root)}/{name}")
 
 
 def read_input(spark, table: Table, value: str, ctx: RunContext):
@@ -435,13 +382,10 @@ def append_records(spark, table: Table, rows: list[dict] | None, value: str, roo
     run = uuid.uuid4().hex[:12]  # names this append's files: one run may append twice
     staging = f"{table.path(root)}/_staging_append.{run}"
     df.select(*table.columns).write.mode("overwrite").parquet(staging)
-    fs, part_path = hadoop_fs(spark, table.partition_path(value, root))
-    jvm = spark._jvm
-    fs.mkdirs(part_path)
-    staged = jvm.org.apache.hadoop.fs.Path(staging)
-    for status in fs.listStatus(staged):
-        name = status.getPath().getName()
+    part_path = table.partition_path(value, root)
+    files.make_folder(part_path)
+    for name, _ in files.entries(staging):
         if name.endswith(".parquet"):
-            fs.rename(status.getPath(), jvm.org.apache.hadoop.fs.Path(part_path, f"{run}-{name}"))
-    fs.create(jvm.org.apache.hadoop.fs.Path(part_path, "_SUCCESS"), True).close()
-    fs.delete(staged, True)
+            files.rename(f"{staging}/{name}", f"{part_path}/{run}-{name}")
+    files.write_bytes(f"{part_path}/_SUCCESS", b"")
+    files.delete(staging)

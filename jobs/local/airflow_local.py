@@ -112,6 +112,27 @@ def dag_runs(home: Path, dag_id: str) -> list[dict]:
     return [{"logical_date": str(logical), "state": state, "run_id": run_id} for logical, state, run_id in rows]
 
 
+def finished_tasks(home: Path, dag_id: str, ds: str) -> list[dict]:
+    """The finished task instances of the DAG's run(s) of logical date `ds`, by end time:
+    {"task_id", "run_id", "state", "seconds", "try_number", "end_date", "map_index"}."""
+    rows = query_metadata(
+        home, "select ti.task_id, ti.run_id, ti.state, ti.duration, ti.try_number, ti.end_date, ti.map_index "
+              "from task_instance ti join dag_run dr on dr.dag_id = ti.dag_id and dr.run_id = ti.run_id "
+              "where ti.dag_id = ? and substr(dr.logical_date, 1, 10) = ? and ti.end_date is not null "
+              "and ti.state in ('success', 'failed', 'upstream_failed', 'skipped', 'up_for_retry') "
+              "order by ti.end_date", (dag_id, ds))
+    return [{"task_id": task_id, "run_id": run_id, "state": state, "seconds": duration or 0.0,
+             "try_number": try_number, "end_date": str(end), "map_index": map_index}
+            for task_id, run_id, state, duration, try_number, end, map_index in rows]
+
+
+def task_log_path(home: Path, dag_id: str, task: dict) -> Path:
+    """The log file of one attempt of a task (Airflow's default log_filename_template)."""
+    mapped = f"map_index={task['map_index']}/" if (task.get("map_index") or -1) >= 0 else ""
+    return (Path(home) / "logs" / f"dag_id={dag_id}" / f"run_id={task['run_id']}" / f"task_id={task['task_id']}"
+            / f"{mapped}attempt={max(task['try_number'] or 1, 1)}.log")
+
+
 def serving_redis(env: dict) -> str:
     """Point `env` at the Redis the serving step loads (OSTAP_REDIS_URL if set, else a private
     redis-server in `$AIRFLOW_HOME/redis`, started once and left running for `ostap serve`)."""
@@ -120,6 +141,25 @@ def serving_redis(env: dict) -> str:
     if not env.get("OSTAP_REDIS_URL"):
         env["OSTAP_REDIS_URL"] = redis_local.ensure_running(redis_dir(env))
     return env["OSTAP_REDIS_URL"]
+
+
+@contextlib.contextmanager
+def spark_connect(env: dict, spark_tasks: str = "connect"):
+    """For the block, point `env`'s DAGs at their Spark tasks' engine: with `connect`, a warm Spark
+    Connect server in `$AIRFLOW_HOME/connect` (started here, stopped after the block) as connection
+    spark_connect_default; with `spark-submit`, a driver per task as before. Yields the server's URL or None."""
+    env["OSTAP_SPARK_TASKS"] = spark_tasks
+    if spark_tasks != "connect":
+        yield None
+        return
+    from jobs.local import connect_server
+
+    master = json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"])["host"]
+    with connect_server.running(Path(env["AIRFLOW_HOME"]) / "connect", master=master,
+                                warehouse=env["OSTAP_WAREHOUSE"]) as server:
+        env["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"] = json.dumps(
+            {"conn_type": "spark_connect", "host": f"sc://{connect_server.HOST}", "port": server.port})
+        yield server.url
 
 
 def redis_dir(env: dict) -> Path:
@@ -145,6 +185,12 @@ def airflow(*args: str, env: dict | None = None, check: bool = True, capture: bo
     cmd = [str(Path(sys.executable).parent / "airflow"), *args]
     return subprocess.run(cmd, env=env or airflow_env(), check=check, text=True,
                           capture_output=capture, timeout=timeout)
+
+
+def airflow_background(*args: str, env: dict, stdout) -> subprocess.Popen:
+    """Start the `airflow` CLI of this virtualenv in the background, its output (both streams) to `stdout`."""
+    return subprocess.Popen([str(Path(sys.executable).parent / "airflow"), *args], env=env, stdout=stdout,
+                            stderr=subprocess.STDOUT, text=True)
 
 
 def migrate(env: dict | None = None) -> None:
@@ -234,12 +280,14 @@ def standalone() -> int:
     migrate(env)
     serving_redis(env)
     host, port = env["AIRFLOW__API__HOST"], env["AIRFLOW__API__PORT"]
-    print(f"Airflow UI: http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port} "
-          f"(listening on {host})  login: admin / {password}\n"
-          f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}, "
-          f"serving Redis {env['OSTAP_REDIS_URL']}. Ctrl-C stops it.",
-          flush=True)
-    return airflow("standalone", env=env, check=False).returncode
+    # The embedded setup's default is the warm server; OSTAP_SPARK_TASKS=spark-submit keeps a driver per task.
+    with spark_connect(env, os.environ.get("OSTAP_SPARK_TASKS") or "connect") as url:
+        print(f"Airflow UI: http://{'localhost' if host in ('127.0.0.1', '0.0.0.0', '::') else host}:{port} "
+              f"(listening on {host})  login: admin / {password}\n"
+              f"DAGs from {DAGS}, warehouse {env['OSTAP_WAREHOUSE']}, AIRFLOW_HOME {home}, "
+              f"serving Redis {env['OSTAP_REDIS_URL']}, Spark tasks on {url or 'spark-submit'}. Ctrl-C stops it.",
+              flush=True)
+        return airflow("standalone", env=env, check=False).returncode
 
 
 if __name__ == "__main__":

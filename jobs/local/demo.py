@@ -29,6 +29,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--runs", type=int, default=2,
                         help="how many of the last generated dates to run the daily DAGs for (default 2)")
+    parser.add_argument("--spark-tasks", default="connect", choices=["connect", "spark-submit"],
+                        help="run the Spark tasks on one warm Spark Connect server (default) or each through "
+                             "spark-submit with a driver of its own")
     parser.add_argument("--generate-only", action="store_true", help="only generate the sources and report them")
     parser.add_argument("--keep", action="store_true",
                         help="keep an existing warehouse instead of regenerating it from scratch")
@@ -62,4 +65,4 @@ def run(args, ctx) -> int:
         return 0
     from jobs.local import pipeline
 
-    return pipeline.run_dates(demo_dates(args.start, args.days, args.runs), root)
+    return pipeline.run_dates(demo_dates(args.start, args.days, args.runs), root, spark_tasks=args.spark_tasks)

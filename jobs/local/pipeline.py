@@ -8,7 +8,10 @@ snapshots of a date, then the DAGs that read them; the monthly forecast on the 1
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 import time
+from pathlib import Path
 
 from jobs.core import config
 from jobs.core.errors import OstapError
@@ -30,20 +33,83 @@ def plan(dates: list[str]) -> list[tuple[str, str]]:
     return runs
 
 
-def run_dag(dag_id: str, ds: str, env: dict) -> float:
-    started = time.monotonic()
-    result = airflow_local.airflow("dags", "test", dag_id, ds, "--use-executor", env=env, check=False,
-                                   capture=True)
-    seconds = time.monotonic() - started
-    log = airflow_local.airflow_home() / "logs" / f"dags_test_{dag_id}_{ds}.log"
+def run_dag(dag_id: str, ds: str, env: dict, poll_s: float = 2.0) -> float:
+    """Run one DAG run through `airflow dags test`, printing each task as it finishes (and, for a
+    failed one, its log and the lines that explain it) so that a long run is never silent."""
+    home = Path(env["AIRFLOW_HOME"])
+    log = home / "logs" / f"dags_test_{dag_id}_{ds}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(result.stdout + "\n" + result.stderr)
-    failed = result.returncode != 0  # `airflow dags test` exits non-zero when the run failed
+    started = time.monotonic()
+    since = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+    seen: set[tuple] = set()
+    failures: list[str] = []
+    with open(log, "w") as out:
+        proc = airflow_local.airflow_background("dags", "test", dag_id, ds, "--use-executor", env=env, stdout=out)
+        while True:
+            done = proc.poll() is not None
+            failures += _report_tasks(home, dag_id, ds, since, seen)
+            if done:
+                break
+            time.sleep(poll_s)
+    seconds = time.monotonic() - started
+    failed = proc.returncode != 0  # `airflow dags test` exits non-zero when the run failed
     status = "failed" if failed else "success"
     print(f"  {dag_id:<24} {ds}  {status:<8} {seconds:6.1f} s   (log: {log})", flush=True)
     if failed:
-        raise RuntimeError(f"DAG {dag_id} failed for {ds}; see {log}")
+        where = f"; task logs: {', '.join(failures)}" if failures else ""
+        raise RuntimeError(f"DAG {dag_id} failed for {ds}; see {log}{where}")
     return seconds
+
+
+def _report_tasks(home: Path, dag_id: str, ds: str, since: str, seen: set[tuple]) -> list[str]:
+    """Print the tasks of the run that finished since the last look; the log paths of failed ones."""
+    failed_logs = []
+    for task in airflow_local.finished_tasks(home, dag_id, ds):
+        key = (task["task_id"], task["map_index"], task["try_number"], task["state"])
+        # Runs of this date from an earlier demo (--keep) finished before this one started.
+        if key in seen or task["end_date"] < since:
+            continue
+        seen.add(key)
+        print(f"    {dag_id:<24} {task['task_id']:<28} {task['state']:<16} {task['seconds']:6.1f} s", flush=True)
+        if task["state"] in ("failed", "up_for_retry"):
+            path = airflow_local.task_log_path(home, dag_id, task)
+            failed_logs.append(str(path))
+            print(f"      log: {path}", flush=True)
+            for line in explaining_lines(path):
+                print(f"      | {line}", flush=True)
+    return failed_logs
+
+
+# What marks a log line as part of the explanation of a failure.
+_ERROR_WORDS = re.compile(r"error|exception|traceback|failed|refused|killed|not found", re.IGNORECASE)
+
+
+def explaining_lines(path: Path, limit: int = 8) -> list[str]:
+    """The last lines of a task log that say why it failed: its error lines (Airflow 3 writes
+    JSON lines; a spark-submit task's own output arrives as their events), else its last lines."""
+    try:
+        raw = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return [f"(no log at {path})"]
+    lines = []
+    for line in raw:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            text = str(record.get("event", ""))
+            level = str(record.get("level", "")).lower()
+            if record.get("error_detail"):
+                detail = record["error_detail"][-1] if isinstance(record["error_detail"], list) else {}
+                text += f" {detail.get('exc_type', '')}: {detail.get('exc_value', '')}".rstrip(": ")
+        else:
+            text, level = line, ""
+        if text.strip():
+            lines.append((level, text.strip()))
+    errors = [text for level, text in lines if level in ("error", "critical") or _ERROR_WORDS.search(text)]
+    chosen = errors or [text for _, text in lines]
+    return [text[:300] for text in chosen[-limit:]]
 
 
 def check_snapshot_chain(first_ds: str, env: dict) -> None:
@@ -64,8 +130,24 @@ def check_snapshot_chain(first_ds: str, env: dict) -> None:
             "success in the UI, or give this run its own OSTAP_AIRFLOW_HOME.")
 
 
-def run_dates(dates: list[str], root: str | None = None) -> int:
-    """Run the DAGs for `dates` through the embedded Airflow on warehouse `root` (default: the settings')."""
+def run_plan(runs: list[tuple[str, str]], env: dict, spark_tasks: str = "connect"
+             ) -> tuple[list[tuple[str, str, float]], float]:
+    """Run (dag_id, ds) runs in order through the embedded Airflow of `env` (migrated, its serving
+    Redis set): [(dag_id, ds, seconds)] and the wall time, the Spark engine's start included."""
+    timings: list[tuple[str, str, float]] = []
+    started = time.monotonic()
+    with airflow_local.spark_connect(env, spark_tasks) as url, airflow_local.api_server(env):
+        print(f"running the DAGs through Airflow: {len(runs)} DAG runs (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
+              f"Spark tasks on {url or 'spark-submit'}, serving Redis {env.get('OSTAP_REDIS_URL')})", flush=True)
+        for dag_id, ds in runs:
+            timings.append((dag_id, ds, run_dag(dag_id, ds, env)))
+    return timings, time.monotonic() - started
+
+
+def run_dates(dates: list[str], root: str | None = None, spark_tasks: str = "connect") -> int:
+    """Run the DAGs for `dates` through the embedded Airflow on warehouse `root` (default: the settings'),
+    their Spark tasks on a warm Spark Connect server (started and stopped here) or, with
+    `spark_tasks="spark-submit"`, each through spark-submit with a driver of its own."""
     root = config.warehouse_root(root)
     env = airflow_local.airflow_env(warehouse=root)
     # A failed task fails the demo at once instead of waiting for retries.
@@ -73,14 +155,7 @@ def run_dates(dates: list[str], root: str | None = None) -> int:
     airflow_local.migrate(env)
     check_snapshot_chain(min(dates), env)
     redis_url = airflow_local.serving_redis(env)
-    print(f"running the DAGs through Airflow for {', '.join(dates)} (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
-          f"serving Redis {redis_url})", flush=True)
-    timings: list[tuple[str, str, float]] = []
-    started = time.monotonic()
-    with airflow_local.api_server(env):
-        for dag_id, ds in plan(dates):
-            timings.append((dag_id, ds, run_dag(dag_id, ds, env)))
-    total = time.monotonic() - started
+    timings, total = run_plan(plan(dates), env, spark_tasks)
     print()
     print("published tables (rows per date):")
     counts = [r for r in catalog.partition_counts(root) if r[1] in dates]

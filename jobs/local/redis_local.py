@@ -17,34 +17,25 @@ Readiness is checked with a raw RESP `PING` over a socket, so this module needs 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.core import settings
 from jobs.core.errors import OstapError
-from jobs.local.net import free_port
+from jobs.local.net import LocalService, alive, forget_state, free_port, read_state, wait_ready, write_state
 
 HELP = "start (or --stop) a private redis-server for local serving and print its URL (development)"
 
 HOST = "127.0.0.1"
-STATE_FILE = "server.json"
 INSTALL_HINT = "apt-get install redis-server (or point OSTAP_REDIS_URL at a running Redis)"
 
 
-@dataclass
-class LocalRedis:
-    folder: Path
-    port: int
-    pid: int
-    process: subprocess.Popen | None = None  # None when reused from an earlier process
-
+class LocalRedis(LocalService):
     @property
     def url(self) -> str:
         return f"redis://{HOST}:{self.port}/0"
@@ -93,26 +84,17 @@ def start(folder: str | Path, port: int | None = None, timeout: float = 15.0,
             "--logfile", str(folder / "redis.log"), "--pidfile", str(folder / "redis.pid")]
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + timeout
-    while not ping(port):
-        if process.poll() is not None:
-            raise OstapError(f"redis-server exited with code {process.returncode} on port {port}: "
-                             f"{_log_tail(folder) or 'no log'}")
-        if time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise OstapError(f"redis-server did not answer PING on {HOST}:{port} within {timeout:.0f} s: "
-                             f"{_log_tail(folder) or 'no log'}")
-        time.sleep(0.05)
-    (folder / STATE_FILE).write_text(json.dumps({"port": port, "pid": process.pid}))
+    failure = wait_ready(process, lambda: ping(port), timeout)
+    if failure == "exited":
+        raise OstapError(f"redis-server exited with code {process.returncode} on port {port}: "
+                         f"{_log_tail(folder) or 'no log'}")
+    if failure == "timeout":
+        process.kill()
+        process.wait()
+        raise OstapError(f"redis-server did not answer PING on {HOST}:{port} within {timeout:.0f} s: "
+                         f"{_log_tail(folder) or 'no log'}")
+    write_state(folder, port, process.pid)
     return LocalRedis(folder=folder, port=port, pid=process.pid, process=None if detach else process)
-
-
-def _read_state(folder: Path) -> dict | None:
-    try:
-        return json.loads((folder / STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def stop(server: LocalRedis | str | Path, timeout: float = 10.0) -> bool:
@@ -122,7 +104,7 @@ def stop(server: LocalRedis | str | Path, timeout: float = 10.0) -> bool:
         folder, port, pid, process = server.folder, server.port, server.pid, server.process
     else:
         folder = Path(server).resolve()
-        state = _read_state(folder)
+        state = read_state(folder)
         if not state:
             return False
         port, pid, process = int(state["port"]), int(state["pid"]), None
@@ -139,8 +121,7 @@ def stop(server: LocalRedis | str | Path, timeout: float = 10.0) -> bool:
             process.wait()
     else:
         _wait_gone(pid, port, timeout)
-    with contextlib.suppress(OSError):
-        (folder / STATE_FILE).unlink()
+    forget_state(folder)
     return was_running
 
 
@@ -149,7 +130,7 @@ def _wait_gone(pid: int, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     sent_term = False
     while time.monotonic() < deadline:
-        if not _alive(pid) or not ping(port):
+        if not alive(pid) or not ping(port):
             return
         if not sent_term and time.monotonic() > deadline - timeout / 2:
             with contextlib.suppress(OSError):
@@ -158,14 +139,6 @@ def _wait_gone(pid: int, port: int, timeout: float) -> None:
         time.sleep(0.05)
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    return True
 
 
 @contextlib.contextmanager
@@ -180,7 +153,7 @@ def running(folder: str | Path, port: int | None = None):
 
 def url_of(folder: str | Path) -> str | None:
     """URL of the server recorded in `folder` (None when none was started there)."""
-    state = _read_state(Path(folder))
+    state = read_state(Path(folder))
     return f"redis://{HOST}:{int(state['port'])}/0" if state else None
 
 
@@ -188,7 +161,7 @@ def ensure_running(folder: str | Path) -> str:
     """URL of the server recorded in `folder` if it still answers PING, else of a newly started,
     detached one (it keeps running after this process exits; `stop(folder)` ends it)."""
     folder = Path(folder).resolve()
-    state = _read_state(folder)
+    state = read_state(folder)
     if state and ping(int(state["port"])):
         return LocalRedis(folder=folder, port=int(state["port"]), pid=int(state["pid"])).url
     return start(folder, detach=True).url

@@ -10,7 +10,7 @@ import logging
 import pickle
 import time
 
-from jobs.core import abtest, quality, runs, sqlfiles, storage
+from jobs.core import abtest, files, quality, runs, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
 from jobs.core.run import RunContext
 from jobs.core.tables import TABLES
@@ -269,20 +269,15 @@ def save_model(spark, result: RecResult, ctx: RunContext) -> str:
     """model.pkl and metrics.json into models/recommend/ds=D, staged and swapped in like a partition."""
     final = model_dir(ctx.ds, ctx.warehouse)
     staging = f"{ctx.warehouse}/models/recommend/_staging_ds={ctx.ds}.{ctx.run_id}"
-    jvm = spark._jvm
-    conf = spark._jsc.hadoopConfiguration()
-    final_path, staging_path = jvm.org.apache.hadoop.fs.Path(final), jvm.org.apache.hadoop.fs.Path(staging)
-    fs = final_path.getFileSystem(conf)
-    files = {"model.pkl": pickle.dumps(result.artifact, protocol=pickle.HIGHEST_PROTOCOL),
-             "metrics.json": json.dumps(result.metrics, indent=2, sort_keys=True, default=_json_default).encode()}
-    fs.mkdirs(staging_path)
-    for name, payload in files.items():
+    payloads = {"model.pkl": pickle.dumps(result.artifact, protocol=pickle.HIGHEST_PROTOCOL),
+                "metrics.json": json.dumps(result.metrics, indent=2, sort_keys=True, default=_json_default).encode()}
+    for name, payload in payloads.items():
         storage.write_bytes(spark, f"{staging}/{name}", payload)
-    if fs.exists(final_path):
-        fs.delete(final_path, True)
-    fs.mkdirs(final_path.getParent())
-    if not fs.rename(staging_path, final_path):
-        raise OstapError(f"could not move the model into {final}")
+    files.delete(final)
+    try:
+        files.rename(staging, final)
+    except OSError as exc:
+        raise OstapError(f"could not move the model into {final}: {exc}") from None
     return final
 
 

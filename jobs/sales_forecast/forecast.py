@@ -16,6 +16,7 @@ import pandas as pd
 from jobs.core import config, quality, runs, sqlfiles, storage
 from jobs.core.errors import BadInputError, OstapError
 from jobs.core.run import RunContext
+from jobs.core.spark import default_parallelism
 from jobs.core.tables import TABLES
 from jobs.sales_forecast.forecast_models import (
     MODEL_ORDER,
@@ -168,7 +169,7 @@ def fit_stores(spark, sales, ds: dt.date, settings: ForecastSettings, ambition: 
     target_month = pd.Timestamp(ds.year, ds.month, 1)
     sales.createOrReplaceTempView("forecast_sales")
     monthly = spark.sql(sqlfiles.load("sales_forecast/forecast_monthly.sql", source="forecast_sales"))
-    partitions = partitions or 4 * spark.sparkContext.defaultParallelism
+    partitions = partitions or 4 * default_parallelism(spark)
 
     def fit_group(pdf: pd.DataFrame) -> pd.DataFrame:
         return fit_store_frame(pdf, target_month, settings)

@@ -1,0 +1,47 @@
+"""`ostap demo` never waits in silence: while a DAG runs through `airflow dags test`, each task is
+printed as it finishes (DAG, task, state, seconds), and a failed one with its log path and the lines
+that explain it. Real Airflow (LocalExecutor, an api-server) on a two-task DAG of its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobs.local import airflow_local, pipeline
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+DAG = '''
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+from jobs.airflow.dag_defaults import DAG_DEFAULTS
+
+with DAG(dag_id="progress_probe", schedule=None, **DAG_DEFAULTS) as dag:
+    ok = BashOperator(task_id="prepare", bash_command="echo preparing")
+    bad = BashOperator(task_id="publish", bash_command=(
+        "echo reading the inputs; echo 'ostap targets: error: no partition ods.clients ds=2024-06-01' >&2; exit 2"))
+    ok >> bad
+'''
+
+
+def test_the_runner_prints_each_task_as_it_finishes_and_explains_a_failure(tmp_path, capsys):
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "progress_probe.py").write_text(DAG)
+    env = airflow_local.airflow_env(home=tmp_path / "airflow", warehouse=str(tmp_path / "wh"))
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    env["OSTAP_TASK_RETRIES"] = "0"
+    airflow_local.migrate(env)
+    with airflow_local.api_server(env), pytest.raises(RuntimeError, match="progress_probe failed"):
+        pipeline.run_dag("progress_probe", "2024-06-01", env, poll_s=0.5)
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    prepare = next(i for i, line in enumerate(lines) if line.split()[:3] == ["progress_probe", "prepare", "success"])
+    publish = next(i for i, line in enumerate(lines) if line.split()[:3] == ["progress_probe", "publish", "failed"])
+    assert prepare < publish, out
+    assert lines[prepare].rstrip().endswith(" s")
+    log_line = lines[publish + 1].strip()
+    assert log_line.startswith("log: ") and log_line.endswith("attempt=1.log"), out
+    from pathlib import Path
+
+    assert Path(log_line.removeprefix("log: ")).is_file()
+    assert "ostap targets: error: no partition ods.clients ds=2024-06-01" in out, out
