@@ -16,11 +16,15 @@ from jobs.local import connect_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
-DS = "2024-06-01"
-# The snapshots the targets read, then the targets: a representative chain of the daily pipeline.
-COMMANDS = [["snapshot", "--entity", entity, "--ds", DS, "--full"] for entity in ("clients", "applications", "contracts")]
+DS, DAY_BEFORE = "2024-06-01", "2024-05-31"
+# The snapshots the targets read (a full day, then the next incrementally from its state), then the
+# targets: a representative chain of the daily pipeline.
+SNAPSHOTTED = ("clients", "applications", "contracts")
+COMMANDS = [["snapshot", "--entity", entity, "--ds", DAY_BEFORE, "--full"] for entity in SNAPSHOTTED]
+COMMANDS += [["snapshot", "--entity", entity, "--ds", DS, "--incremental"] for entity in SNAPSHOTTED]
 COMMANDS.append(["targets", "--ds", DS])
-COMPARED = ["ods.clients", "ods.applications", "ods.contracts", "marts.scoring_targets", "marts.target_recovery"]
+COMPARED = ["ods.clients", "ods.applications", "ods.contracts", "state.clients", "marts.scoring_targets",
+            "marts.target_recovery"]
 
 
 @pytest.fixture(scope="module")

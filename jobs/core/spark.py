@@ -145,6 +145,16 @@ def session_settings(spark, values: dict[str, str]):
                 spark.conf.set(key, value)
 
 
+def observation(df, name: str):
+    """An Observation for `df`'s session: pyspark picks the Spark Connect kind only when the
+    process is in Connect mode by environment, not for a session made with builder.remote()."""
+    if type(df).__module__.startswith("pyspark.sql.connect"):
+        from pyspark.sql.connect.observation import Observation
+    else:
+        from pyspark.sql import Observation
+    return Observation(name)
+
+
 def end_remote_session() -> None:
     """End this process's Spark Connect session, if it made one: the server then drops its temp
     views, settings and cached data at once rather than when the session times out. (A classic

@@ -93,9 +93,10 @@ def observed(observation, *names: str) -> dict:
     execution replaces a join with the (empty) touched keys by an empty relation, observation
     included, and the observation then holds an empty row.
     """
-    if observation._jo.getRow().length() == 0:  # the public .get fails on an empty row
+    classic = getattr(observation, "_jo", None)  # a Spark Connect observation has none
+    if classic is not None and classic.getRow().length() == 0:  # classic .get fails on an empty row
         return dict.fromkeys(names, 0)
-    return observation.get
+    return observation.get or dict.fromkeys(names, 0)  # Connect: {} for an empty row
 
 
 def sidecar(spark, table: tables.Table, ds: str, name: str, root: str) -> dict | None:

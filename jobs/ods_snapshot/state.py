@@ -9,6 +9,7 @@ from typing import Any
 
 from jobs.core import quality, storage, tables
 from jobs.core.run import RunContext
+from jobs.core.spark import observation
 from jobs.ods_snapshot.spec import (
     DELTA_FILE_ROWS,
     DELTA_OPEN_COST,
@@ -68,10 +69,9 @@ class PreviousState:
         the state kept no conflict, so those rows are read from it: fewer rows and columns than
         the state, and no delta to resolve. Otherwise from the state rows, tombstones left out.
         """
-        from pyspark.sql import Observation
         from pyspark.sql import functions as F
 
-        self._untouched_seen = Observation(f"snapshot_untouched_{run_id}")
+        self._untouched_seen = observation(self.touched, f"snapshot_untouched_{run_id}")
         if self.previous_ods is not None:
             rows = self.previous_ods.join(F.broadcast(self.touched), list(spec.keys), "left_anti")
             return rows.observe(self._untouched_seen, F.count("*").alias("live")).select(*spec.ods.columns)
@@ -158,7 +158,6 @@ def incremental_input(spark, spec: Spec, checked, previous: str, root: str) -> P
     keys, and every delta after it carries them), so finding them reads the delta only; the bulk
     of the state is then neither shuffled nor rewritten on an ordinary day.
     """
-    from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
     info = state_info(spark, spec, previous, root) or {}
@@ -193,7 +192,7 @@ def incremental_input(spark, spec: Spec, checked, previous: str, root: str) -> P
     contested = previous_state.join(F.broadcast(touched), list(spec.keys), "left_semi")
     if delta is not None and info.get("partition_rows") is not None:
         # The same rows, the delta's counted as they stream by (next_state needs their number).
-        delta_touched = Observation(f"snapshot_delta_touched_{uuid.uuid4().hex[:12]}")
+        delta_touched = observation(delta, f"snapshot_delta_touched_{uuid.uuid4().hex[:12]}")
         contested = not_in_delta.join(F.broadcast(touched), list(spec.keys), "left_semi").unionByName(
             delta.join(F.broadcast(touched), list(spec.keys), "left_semi").observe(
                 delta_touched, F.count("*").alias("rows")))
@@ -203,7 +202,7 @@ def incremental_input(spark, spec: Spec, checked, previous: str, root: str) -> P
         # The untouched keys' rows come from ods(D-1) (untouched_live); their tombstones are those
         # of state(D-1) less the touched keys' ones, counted as the ranking reads them.
         previous_ods = storage.read_partition(spark, spec.ods, previous, root)
-        touched_tombstones = Observation(f"snapshot_touched_tombstones_{uuid.uuid4().hex[:12]}")
+        touched_tombstones = observation(contested, f"snapshot_touched_tombstones_{uuid.uuid4().hex[:12]}")
         contested = contested.observe(touched_tombstones, F.expr(
             f"count_if(ods_type = 'D' AND ods_dt < {previous_cutoff})").alias("tombstones"))
     rows = checked.unionByName(contested.selectExpr(*spec.state.columns, *from_state))
