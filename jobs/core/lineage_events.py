@@ -82,9 +82,13 @@ def events_file(warehouse: str) -> str | None:
     chosen = settings.OPENLINEAGE_FILE.get()
     if chosen:
         return None if chosen == "off" else chosen
-    if not config.is_local(warehouse):
-        return None
-    return str(Path(config.local_path(warehouse)) / "_lineage" / EVENTS_FILE)
+    folder = lineage_dir(warehouse)
+    return None if folder is None else str(folder / EVENTS_FILE)
+
+
+def lineage_dir(warehouse: str) -> Path | None:
+    """`_lineage/` of a local warehouse, where the default event files go (None for a remote one)."""
+    return Path(config.local_path(warehouse)) / "_lineage" if config.is_local(warehouse) else None
 
 
 def _client(warehouse: str):
@@ -134,7 +138,7 @@ class RunEvents:
         self._broken = False
 
     def start(self) -> None:
-        self._emit("START", inputs=False)
+        self._emit("START", datasets=False)
 
     def complete(self) -> None:
         self._emit("COMPLETE")
@@ -142,7 +146,7 @@ class RunEvents:
     def fail(self, error: BaseException | str) -> None:
         self._emit("FAIL", error=error)
 
-    def _emit(self, kind: str, *, inputs: bool = True, error=None) -> None:
+    def _emit(self, kind: str, *, datasets: bool = True, error=None) -> None:
         if self._broken:
             return
         try:
@@ -150,14 +154,14 @@ class RunEvents:
                 self._client = _client(self.ctx.warehouse) or False
             if self._client is False:
                 return
-            self._client.emit(self.event(kind, inputs=inputs, error=error))
+            self._client.emit(self.event(kind, datasets=datasets, error=error))
         except Exception as exc:  # noqa: BLE001 - lineage must never fail the job
             self._broken = True
             log.warning("OpenLineage: could not send the %s event of run %s (%s: %s); the job goes on "
                         "without lineage events", kind, self.ctx.run_id, type(exc).__name__,
                         str(exc).splitlines()[0] if str(exc) else "")
 
-    def event(self, kind: str, *, inputs: bool = True, error=None):
+    def event(self, kind: str, *, datasets: bool = True, error=None):
         ctx = self.ctx
         facets = {"ostap": OstapRunFacet(runId=ctx.run_id, command=ctx.job, ds=ctx.ds if ctx.ds_date else None,
                                          producer=PRODUCER)}
@@ -176,7 +180,7 @@ class RunEvents:
             run=Run(runId=self.run_id, facets=facets),
             job=Job(namespace=job_namespace(), name=job_name(ctx), facets={"jobType": job_type_job.JobTypeJobFacet(
                 processingType="BATCH", integration="OSTAP", jobType="JOB")}),
-            inputs=self.input_datasets() if inputs else [], outputs=self.output_datasets() if inputs else [],
+            inputs=self.input_datasets() if datasets else [], outputs=self.output_datasets() if datasets else [],
             producer=PRODUCER)
 
     def input_datasets(self) -> list:
@@ -208,7 +212,7 @@ class RunEvents:
                     assertions=[data_quality_assertions_dataset.Assertion(
                         assertion=check["expectation"], success=check["success"], column=check["column"] or None,
                         severity=check["severity"]) for check in verdict["checks"]])
-            rows = (verdict or {}).get("rows", (output or {}).get("rows"))
+            rows = (verdict or {}).get("rows")
             if output and rows is not None:
                 output_facets["outputStatistics"] = output_statistics_output_dataset.OutputStatisticsOutputDatasetFacet(
                     rowCount=rows)

@@ -58,7 +58,7 @@ class RunContext:
     # writes: {"table", "partition", "run_id"}; and the quality verdicts of what it staged.
     inputs: list[dict] = dataclasses.field(default_factory=list, compare=False)
     verdicts: dict[str, dict] = dataclasses.field(default_factory=dict, compare=False)
-    # What it staged: {"table", "partition", "rows", "columns"} (its OpenLineage outputs).
+    # What it staged: {"table", "partition", "columns"} (its OpenLineage outputs; rows are in verdicts).
     outputs: list[dict] = dataclasses.field(default_factory=list, compare=False)
     # The OpenLineage parent run when a scheduler runs the job: namespace/job_name/run_id.
     lineage_parent: str | None = None

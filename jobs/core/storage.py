@@ -290,8 +290,7 @@ def stage_partition(df, table: Table, value: str, *, ctx: RunContext, check: Che
         # A gate caches df so that validation and this write compute it once.
         df.unpersist()
     write_sidecars(spark, staging, {**(sidecar or {}), RUN_SIDECAR: manifest(ctx, table.qualified, value)})
-    verdict = ctx.verdicts.get(f"{table.qualified}/{value}") or {}
-    ctx.outputs.append({"table": table.qualified, "partition": value, "rows": verdict.get("rows"),
+    ctx.outputs.append({"table": table.qualified, "partition": value,
                         "columns": [(f.name, f.dataType.simpleString()) for f in df.schema.fields
                                     if f.name != table.partition]})
     return staging

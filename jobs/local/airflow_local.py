@@ -79,14 +79,14 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
 def _openlineage_env(env: dict) -> dict:
     """The OpenLineage provider's events of DAG and task runs, appended to a file beside the
     jobs' own events, unless OpenLineage is configured already (then both follow that)."""
-    from jobs.core import config, lineage_events
+    from jobs.core import lineage_events
 
     if any(name.startswith(("OPENLINEAGE", "AIRFLOW__OPENLINEAGE__")) for name in env):
         return {}
-    warehouse = env["OSTAP_WAREHOUSE"]
-    if not config.is_local(warehouse):
+    folder = lineage_events.lineage_dir(env["OSTAP_WAREHOUSE"])
+    if folder is None:
         return {}
-    events = Path(config.local_path(warehouse)) / "_lineage" / lineage_events.AIRFLOW_EVENTS_FILE
+    events = folder / lineage_events.AIRFLOW_EVENTS_FILE
     events.parent.mkdir(parents=True, exist_ok=True)
     return {"AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events),
                                                            "append": True}),
