@@ -1,5 +1,3 @@
-import sys
+from jobs.cli import main_then_exit
 
-from jobs.cli import main
-
-sys.exit(main())
+main_then_exit()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from jobs.core.errors import OstapError
@@ -120,10 +121,26 @@ def main(argv: list[str] | None = None) -> int:
         end_remote_session()
 
 
+def main_then_exit() -> None:
+    """`python -m jobs` (how DAG tasks run a command): main(), then exit at once. The job has
+    closed its files and its session; tearing the interpreter down (modules, gRPC) would cost most
+    of a second more per task. The exit handlers still run."""
+    import atexit
+
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 def _run_with_lineage_events(args, ctx: RunContext) -> int:
     """Run a job between its OpenLineage START and its COMPLETE or FAIL event."""
+    from jobs.core import quality
     from jobs.core.lineage_events import RunEvents
 
+    # These jobs publish validated tables; their validation then finds the import done.
+    quality.import_in_background()
     events = RunEvents(ctx, parent=ctx.lineage_parent)
     events.start()
     try:

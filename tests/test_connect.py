@@ -139,3 +139,35 @@ def test_a_client_killed_mid_write_leaves_the_partition_whole_and_the_server_usa
     assert owner.stdout.read().split() == ["['mine']", "7", "3"]
     assert stranger.returncode == 0, stranger.stderr[-2000:]
     assert stranger.stdout.split()[0] == "[]" and stranger.stdout.split()[-1] != "7"
+
+
+def test_the_compose_files_server_command_runs_a_server_in_the_foreground(tmp_path):
+    """docker/compose.yaml's spark-connect service (`ostap connect --foreground`), here on loopback
+    and local[1] instead of the cluster: the command becomes the server, which answers a session
+    and stops on SIGTERM as a container's process does."""
+    from pathlib import Path
+
+    import yaml
+
+    from jobs.local.net import free_port
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text())
+    command = list(compose["services"]["spark-connect"]["command"])
+    port = free_port()
+    for option, value in (("--host", "127.0.0.1"), ("--port", str(port)), ("--master", "local[1]")):
+        command[command.index(option) + 1] = value
+    command = [option for option in command if not option.startswith("spark.driver.host")]
+    command.remove("--conf")
+    env = dict(os.environ, OSTAP_WAREHOUSE=str(tmp_path / "warehouse"))
+    server = subprocess.Popen([sys.executable, "-m", "jobs", *command[1:]], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        assert connect_server.wait_ready(server, lambda: connect_server.answers(port), 180, pause=0.5) is None
+        probe = (f"from pyspark.sql import SparkSession; s = SparkSession.builder.remote('sc://127.0.0.1:{port}')"
+                 ".getOrCreate(); print(s.range(7).count(), s.conf.get('spark.sql.session.timeZone')); s.stop()")
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+        assert done.stdout.split() == ["7", "UTC"], done.stderr[-2000:]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert not connect_server.answers(port)

@@ -45,3 +45,49 @@ def test_the_runner_prints_each_task_as_it_finishes_and_explains_a_failure(tmp_p
 
     assert Path(log_line.removeprefix("log: ")).is_file()
     assert "ostap targets: error: no partition ods.clients ds=2024-06-01" in out, out
+
+
+ONE_TASK = '''
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+from jobs.airflow.dag_defaults import DAG_DEFAULTS
+
+with DAG(dag_id="over_probe", schedule=None, **DAG_DEFAULTS) as dag:
+    BashOperator(task_id="only", bash_command="echo done")
+'''
+
+
+def test_a_runner_that_never_exits_after_its_run_is_over_is_stopped_and_the_run_reported(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Airflow's LocalExecutor can hang at shutdown after the run is over (apache/airflow#45329):
+    here `airflow dags test` is followed by a sleep that never ends; the run is still reported
+    by its recorded state and nothing of it is left running."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "over_probe.py").write_text(ONE_TASK)
+    env = airflow_local.airflow_env(home=tmp_path / "airflow", warehouse=str(tmp_path / "wh"))
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    airflow_local.migrate(env)
+    started = []
+
+    def never_exiting(*args, env, stdout):
+        airflow = str(Path(sys.executable).parent / "airflow")
+        proc = subprocess.Popen(["bash", "-c", '"$0" "$@"; sleep 600', airflow, *args], env=env, stdout=stdout,
+                                stderr=subprocess.STDOUT)
+        started.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(airflow_local, "airflow_background", never_exiting)
+    monkeypatch.setattr(pipeline, "SHUTDOWN_GRACE_S", 2.0)
+    with airflow_local.api_server(env):
+        pipeline.run_dag("over_probe", "2024-06-01", env, poll_s=0.5)
+    out = capsys.readouterr().out
+    assert "the run is over (success)" in out, out
+    assert any(line.split()[:3] == ["over_probe", "2024-06-01", "success"] for line in out.splitlines()), out
+    assert not psutil.pid_exists(started[0]) or psutil.Process(started[0]).status() == psutil.STATUS_ZOMBIE

@@ -29,3 +29,21 @@ def test_dockerfile_installs_java_and_the_pinned_set():
     text = (DOCKER / "Dockerfile").read_text()
     assert "openjdk-17" in text
     assert "-c constraints.txt" in text
+
+
+def test_compose_runs_the_spark_tasks_on_a_connect_server_beside_the_master():
+    import json
+
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    services = compose["services"]
+    connect = services["spark-connect"]
+    command = connect["command"]
+    assert command[:3] == ["ostap", "connect", "--foreground"]
+    assert command[command.index("--master") + 1] == "spark://spark-master:7077"
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    # The workers' executors call the driver back by its host name.
+    assert f"spark.driver.host={connect['hostname']}" in command
+    scheduler_env = services["scheduler"]["environment"]
+    url = json.loads(scheduler_env["AIRFLOW_CONN_SPARK_CONNECT_DEFAULT"])
+    assert (url["host"], url["port"]) == (f"sc://{connect['hostname']}", int(command[command.index("--port") + 1]))
+    assert scheduler_env["OSTAP_SPARK_TASKS"].startswith("${OSTAP_SPARK_TASKS:-connect}")

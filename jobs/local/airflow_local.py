@@ -60,6 +60,10 @@ def airflow_env(home: Path | None = None, spark_master: str = "local[*]", wareho
         # `jwt_expiration_time`.)
         "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "14400",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "14400",
+        # A task's supervisor can see its sockets close just before the process is reaped; it then
+        # sleeps one heartbeat interval before noticing the exit, and the executor slot stays taken.
+        # At the default 5 s that cost about half the tasks of a DAG run 5 s each.
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
         # spark_default points at local[*] in the embedded setup; a cluster only changes this.
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": spark_master}),
@@ -110,6 +114,15 @@ def dag_runs(home: Path, dag_id: str) -> list[dict]:
     rows = query_metadata(home, "select logical_date, state, run_id from dag_run where dag_id = ? "
                                 "order by logical_date", (dag_id,))
     return [{"logical_date": str(logical), "state": state, "run_id": run_id} for logical, state, run_id in rows]
+
+
+def finished_run_state(home: Path, dag_id: str, ds: str, since: str) -> str | None:
+    """'success' or 'failed' once the DAG's run of logical date `ds` that ended after `since`
+    (UTC, 'YYYY-MM-DD HH:MM:SS...') is over; None before."""
+    rows = query_metadata(home, "select state from dag_run where dag_id = ? and substr(logical_date, 1, 10) = ? "
+                                "and end_date is not null and end_date >= ? and state in ('success', 'failed')",
+                          (dag_id, ds, since))
+    return rows[-1][0] if rows else None
 
 
 def finished_tasks(home: Path, dag_id: str, ds: str) -> list[dict]:

@@ -28,9 +28,11 @@ from jobs.core import config, settings
 from jobs.core.errors import OstapError
 from jobs.local.net import LocalService, alive, forget_state, free_port, read_state, wait_ready, write_state
 
-HELP = "start (or --stop) a Spark Connect server on loopback and print its sc:// URL (development)"
+HELP = ("start (or --stop) a Spark Connect server on loopback and print its sc:// URL; --foreground: run one "
+        "in this process (a deployment's)")
 
 HOST = "127.0.0.1"
+DEFAULT_PORT = 15002
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 REPO = Path(__file__).resolve().parents[2]
 
@@ -65,13 +67,14 @@ def answers(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
 
 
 def server_command(port: int, master: str = "local[*]", warehouse: str | None = None,
-                   conf: dict[str, str] | None = None) -> list[str]:
-    """The spark-submit command line of the server: the jobs' driver settings, bound to loopback."""
+                   conf: dict[str, str] | None = None, host: str = HOST) -> list[str]:
+    """The spark-submit command line of the server: the jobs' driver settings, bound to `host`
+    (loopback unless a deployment opens it)."""
     from jobs.core.spark import session_conf
 
     wanted = session_conf(master, conf, warehouse)
     wanted.pop("spark.master")
-    wanted.update({"spark.connect.grpc.binding.address": HOST, "spark.connect.grpc.binding.port": str(port)})
+    wanted.update({"spark.connect.grpc.binding.address": host, "spark.connect.grpc.binding.port": str(port)})
     command = [str(_pyspark_home() / "bin" / "spark-submit"), "--master", master, "--class", SERVER_CLASS,
                "--name", "ostap-connect", "--driver-memory", settings.DRIVER_MEMORY.get()]
     for key, value in wanted.items():
@@ -171,9 +174,27 @@ def ensure_running(folder: str | Path, **options) -> str:
 def add_arguments(parser) -> None:
     parser.add_argument("--dir", default=".connect", help="folder of the local server (default .connect)")
     parser.add_argument("--stop", action="store_true", help="stop the local server of --dir")
+    parser.add_argument("--foreground", action="store_true",
+                        help="become the server (a container's or a service manager's process) instead of "
+                             "starting it in the background")
+    parser.add_argument("--host", default=HOST, help=f"--foreground: address to listen on (default {HOST})")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
+                        help=f"--foreground: port to listen on (default {DEFAULT_PORT}, Spark Connect's own)")
+
+
+def run_in_foreground(host: str, port: int, master: str, warehouse: str, conf: dict[str, str]) -> None:
+    """Replace this process with the server (next to a cluster's master: docker/compose.yaml), so
+    that its supervisor's signals and exit code are the server's own."""
+    command = server_command(port, master, warehouse, conf, host=host)
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    sys.stdout.flush()
+    os.execve(command[0], command, env)
 
 
 def run(args, ctx) -> int:
+    if args.foreground:
+        run_in_foreground(args.host, args.port, config.spark_master(ctx.master), ctx.warehouse, dict(ctx.conf))
     if args.stop:
         print("stopped" if stop(args.dir) else f"no local Spark Connect server running for {args.dir}")
         return 0

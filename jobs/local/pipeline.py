@@ -7,6 +7,7 @@ snapshots of a date, then the DAGs that read them; the monthly forecast on the 1
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -20,6 +21,7 @@ from jobs.warehouse import catalog, report
 
 SNAPSHOT_DAG = "ods_snapshot_daily"
 DAILY_DOWNSTREAM = ["scoring_targets_daily", "recommendations_daily"]
+SHUTDOWN_GRACE_S = 30.0
 
 
 def plan(dates: list[str]) -> list[tuple[str, str]]:
@@ -43,6 +45,7 @@ def run_dag(dag_id: str, ds: str, env: dict, poll_s: float = 2.0) -> float:
     since = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
     seen: set[tuple] = set()
     failures: list[str] = []
+    run_state, over_since = None, None
     with open(log, "w") as out:
         proc = airflow_local.airflow_background("dags", "test", dag_id, ds, "--use-executor", env=env, stdout=out)
         while True:
@@ -50,15 +53,43 @@ def run_dag(dag_id: str, ds: str, env: dict, poll_s: float = 2.0) -> float:
             failures += _report_tasks(home, dag_id, ds, since, seen)
             if done:
                 break
+            run_state = airflow_local.finished_run_state(home, dag_id, ds, since)
+            over_since = over_since or (time.monotonic() if run_state else None)
+            if over_since and time.monotonic() - over_since > SHUTDOWN_GRACE_S:
+                # Airflow's LocalExecutor can wait forever at shutdown on a worker that never gets its
+                # stop message (apache/airflow#45329); the run itself is over and recorded.
+                print(f"  {dag_id} {ds}: the run is over ({run_state}) but `airflow dags test` has not exited "
+                      f"after {SHUTDOWN_GRACE_S:.0f} s; stopping it", flush=True)
+                _stop_process_tree(proc.pid)
+                proc.wait()
+                break
             time.sleep(poll_s)
     seconds = time.monotonic() - started
-    failed = proc.returncode != 0  # `airflow dags test` exits non-zero when the run failed
+    # `airflow dags test` exits non-zero when the run failed; a stopped one by the recorded state.
+    failed = run_state != "success" if over_since else proc.returncode != 0
     status = "failed" if failed else "success"
     print(f"  {dag_id:<24} {ds}  {status:<8} {seconds:6.1f} s   (log: {log})", flush=True)
     if failed:
         where = f"; task logs: {', '.join(failures)}" if failures else ""
         raise RuntimeError(f"DAG {dag_id} failed for {ds}; see {log}{where}")
     return seconds
+
+
+def _stop_process_tree(pid: int) -> None:
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        processes = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=10)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
 
 
 def _report_tasks(home: Path, dag_id: str, ds: str, since: str, seen: set[tuple]) -> list[str]:
