@@ -1,11 +1,12 @@
 """End to end (`make test-e2e`): a SIGKILL during a publish, two publishers racing, the same job on
 a Spark standalone cluster, and the real Airflow scheduler running backfills of every DAG on
-generated data, its Spark tasks through spark-submit."""
+generated data, its Spark tasks on one warm Spark Connect server (a rebuild then through spark-submit)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -200,7 +201,9 @@ def backfilled(generated, tmp_path_factory):
                                        capture=True).stdout for ds in BACKFILL_DAYS}
     redis_url = airflow_local.serving_redis(env)  # the recommendations DAG loads its lists here
     try:
-        with airflow_local.api_server(env), airflow_local.scheduler(env):
+        # The embedded default: every Spark task on one warm Spark Connect server.
+        with airflow_local.spark_connect(env, "connect"), airflow_local.api_server(env), \
+                airflow_local.scheduler(env):
             deadline = time.monotonic() + 1500
             while True:
                 states = {dag_id: _dag_run_states(home, dag_id) for dag_id in BACKFILLS}
@@ -344,7 +347,9 @@ def test_every_spark_task_sends_job_events_that_join_its_airflow_task_run(backfi
 
 def test_the_printed_rebuild_run_through_airflow_leaves_nothing_stale(backfilled):
     """Rerun one entity's first day by hand: `ostap lineage stale` names what was built from it,
-    and its `airflow tasks clear` lines, run in order by the scheduler, leave nothing stale."""
+    and its `airflow tasks clear` lines, run in order by the scheduler, leave nothing stale. The
+    rebuild's Spark tasks go through spark-submit (a driver each) where the backfill's ran on the
+    Connect server: the scheduler runs both paths, and they agree."""
     import shlex
 
     env, home, first, second = dict(backfilled["env"]), backfilled["home"], *BACKFILL_DAYS
@@ -359,7 +364,8 @@ def test_the_printed_rebuild_run_through_airflow_leaves_nothing_stale(backfilled
     assert commands == [f"airflow tasks clear scoring_targets_daily -s {first} -e {first} -y",
                         f"airflow tasks clear {SNAPSHOT_DAG} -t snapshot_clients -s {second} -e {second} -y",
                         f"airflow tasks clear scoring_targets_daily -s {second} -e {second} -y"]
-    with airflow_local.api_server(env), airflow_local.scheduler(env):
+    with airflow_local.spark_connect(env, "spark-submit"), airflow_local.api_server(env), \
+            airflow_local.scheduler(env):
         for command in commands:
             dag_id = shlex.split(command)[3]
             airflow_local.airflow(*shlex.split(command)[1:], env=env, capture=True)
@@ -369,6 +375,12 @@ def test_the_printed_rebuild_run_through_airflow_leaves_nothing_stale(backfilled
                 time.sleep(3)
             assert set(_dag_run_states(home, dag_id).values()) == {"success"}, command
     assert _ostap("lineage", "stale", env=env).stdout.startswith("nothing is stale")
+    # Which path each attempt of the second day's clients snapshot took, from its Airflow task log.
+    logs = sorted((home / "logs" / f"dag_id={SNAPSHOT_DAG}").glob("run_id=*/task_id=snapshot_clients/attempt=*.log"))
+    second_day = [log for log in logs if re.search(rf"--ds\W+{second}", log.read_text())]
+    backfill, rebuild = (log.read_text() for log in sorted(second_day, key=lambda log: log.name))
+    assert "--remote" in backfill and "Spark-Submit cmd" not in backfill
+    assert "Spark-Submit cmd" in rebuild and "--remote" not in rebuild
 
 
 def test_no_personal_value_leaves_the_source_zones(backfilled):
