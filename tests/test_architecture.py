@@ -114,17 +114,23 @@ def test_a_bad_date_is_refused_in_one_line_before_any_command_runs(capsys):
 
 def test_no_production_module_reaches_into_the_jvm():
     """Jobs run unchanged on a classic or a Spark Connect session, which has no SparkContext and no
-    py4j gateway: no production module touches `sparkContext`, `_jvm`, `_jsc` or imports py4j (the
+    py4j gateway: no production module touches `sparkContext`, `_jvm`, `_jsc`, a classic object's
+    JVM handle (`_jdf`, `_jo`, ...) or imports py4j (the
     file system is reached from Python, jobs.core.files). jobs/local is development tooling (the
     JVM class archive trains a classic driver) and stays outside."""
     import ast
 
+    # The py4j handles of classic objects (a DataFrame's _jdf, an Observation's _jo, ...) too.
+    jvm_handles = ("sparkContext", "_jvm", "_jsc", "_gateway", "_jdf", "_jo", "_jconf", "_jsparkSession")
     offences = []
     for path in _production_modules():
         name = str(path.relative_to(REPO))
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr in ("sparkContext", "_jvm", "_jsc", "_gateway"):
+            if isinstance(node, ast.Attribute) and node.attr in jvm_handles:
                 offences.append(f"{name}:{node.lineno} uses .{node.attr}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("getattr", "hasattr")
+                    and len(node.args) > 1 and isinstance(node.args[1], ast.Constant) and node.args[1].value in jvm_handles):
+                offences.append(f"{name}:{node.lineno} uses {node.func.id}(..., {node.args[1].value!r})")
             if isinstance(node, ast.Import | ast.ImportFrom):
                 modules = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
                 offences += [f"{name}:{node.lineno} imports {m}" for m in modules if m.split(".")[0] == "py4j"]

@@ -93,10 +93,13 @@ def observed(observation, *names: str) -> dict:
     execution replaces a join with the (empty) touched keys by an empty relation, observation
     included, and the observation then holds an empty row.
     """
-    classic = getattr(observation, "_jo", None)  # a Spark Connect observation has none
-    if classic is not None and classic.getRow().length() == 0:  # classic .get fails on an empty row
+    try:
+        return observation.get or dict.fromkeys(names, 0)  # Connect: {} for an empty row
+    except Exception as error:  # noqa: BLE001 - a classic session's error is py4j's
+        # A classic session's .get fails on an empty row, in the JVM's conversion of it to Python.
+        if "toPyRow" not in str(error):
+            raise
         return dict.fromkeys(names, 0)
-    return observation.get or dict.fromkeys(names, 0)  # Connect: {} for an empty row
 
 
 def sidecar(spark, table: tables.Table, ds: str, name: str, root: str) -> dict | None:
