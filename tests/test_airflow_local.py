@@ -64,3 +64,15 @@ def test_the_login_is_admin_with_the_password_in_the_passwords_file_airflow_read
     assert airflow_local.admin_password(env) == password  # made once
     path.write_text('{"admin": "m7Kp2sQwXz4bN8cD"}\n')  # made by Airflow's API server of `ostap demo`
     assert airflow_local.admin_password(env) == "m7Kp2sQwXz4bN8cD"
+
+
+def test_the_demo_runs_the_snapshots_first_then_their_readers_at_once_and_the_forecast_on_the_first():
+    from jobs.local import pipeline
+
+    assert pipeline.plan(["2024-05-31", "2024-06-01"]) == [
+        [("ods_snapshot_daily", "2024-05-31")],
+        [("scoring_targets_daily", "2024-05-31"), ("recommendations_daily", "2024-05-31")],
+        [("ods_snapshot_daily", "2024-06-01")],
+        [("scoring_targets_daily", "2024-06-01"), ("recommendations_daily", "2024-06-01")],
+        [("sales_forecast_monthly", "2024-06-01")],
+    ]

@@ -77,6 +77,9 @@ def test_the_server_answers_from_its_own_warm_driver_and_stops(server, tmp_path)
              "print(s.range(5).count(), s.conf.get('spark.sql.session.timeZone')); s.stop()")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["5", "UTC"], done.stderr[-2000:]
+    # The warm-up every start runs (a failure there is only a warning) works on it, and cleans up.
+    assert connect_server.warm_up(server.url, tmp_path) is not None
+    assert not (tmp_path / "warm_up").exists()
     folder = tmp_path / "second"
     url = connect_server.ensure_running(folder, master="local[1]")
     assert url != server.url and connect_server.ensure_running(folder) == url  # reused while it runs

@@ -91,3 +91,24 @@ def test_a_runner_that_never_exits_after_its_run_is_over_is_stopped_and_the_run_
     assert "the run is over (success)" in out, out
     assert any(line.split()[:3] == ["over_probe", "2024-06-01", "success"] for line in out.splitlines()), out
     assert not psutil.pid_exists(started[0]) or psutil.Process(started[0]).status() == psutil.STATUS_ZOMBIE
+
+
+def test_the_runs_of_a_stage_run_at_once_and_each_is_reported(tmp_path, capsys):
+    """The demo runs the DAGs that read the same snapshots at once, as the scheduler would: two
+    `airflow dags test` on one SQLite metadata database, their tasks overlapping in time."""
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for name in ("left_probe", "right_probe"):
+        (dags / f"{name}.py").write_text(ONE_TASK.replace("over_probe", name).replace("echo done", "sleep 20"))
+    env = airflow_local.airflow_env(home=tmp_path / "airflow", warehouse=str(tmp_path / "wh"))
+    env["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
+    airflow_local.migrate(env)
+    with airflow_local.api_server(env):
+        seconds = pipeline.run_dags([("left_probe", "2024-06-01"), ("right_probe", "2024-06-01")], env, poll_s=0.5)
+    assert len(seconds) == 2 and all(s > 20 for s in seconds)
+    out = capsys.readouterr().out
+    for name in ("left_probe", "right_probe"):
+        assert any(line.split()[:3] == [name, "2024-06-01", "success"] for line in out.splitlines()), out
+    (left_start, left_end), (right_start, right_end) = airflow_local.query_metadata(
+        env["AIRFLOW_HOME"], "select start_date, end_date from task_instance order by dag_id")
+    assert right_start < left_end and left_start < right_end, "the two runs' tasks did not overlap"

@@ -24,55 +24,94 @@ DAILY_DOWNSTREAM = ["scoring_targets_daily", "recommendations_daily"]
 SHUTDOWN_GRACE_S = 30.0
 
 
-def plan(dates: list[str]) -> list[tuple[str, str]]:
-    """(dag_id, ds) runs in the order they must happen."""
-    runs = []
+def plan(dates: list[str]) -> list[list[tuple[str, str]]]:
+    """The (dag_id, ds) runs in stages, in the order the stages must happen; the runs of a stage
+    read the same inputs and run at once, as the scheduler would run them."""
+    stages = []
     for ds in dates:
-        runs.append((SNAPSHOT_DAG, ds))
-        runs.extend((dag_id, ds) for dag_id in DAILY_DOWNSTREAM)
+        stages.append([(SNAPSHOT_DAG, ds)])
+        stages.append([(dag_id, ds) for dag_id in DAILY_DOWNSTREAM])
         if dt.date.fromisoformat(ds).day == 1:
-            runs.append(("sales_forecast_monthly", ds))
-    return runs
+            stages.append([("sales_forecast_monthly", ds)])
+    return stages
 
 
 def run_dag(dag_id: str, ds: str, env: dict, poll_s: float = 2.0) -> float:
     """Run one DAG run through `airflow dags test`, printing each task as it finishes (and, for a
     failed one, its log and the lines that explain it) so that a long run is never silent."""
-    home = Path(env["AIRFLOW_HOME"])
-    log = home / "logs" / f"dags_test_{dag_id}_{ds}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    since = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
-    seen: set[tuple] = set()
-    failures: list[str] = []
-    run_state, over_since = None, None
-    with open(log, "w") as out:
-        proc = airflow_local.airflow_background("dags", "test", dag_id, ds, "--use-executor", env=env, stdout=out)
-        while True:
-            done = proc.poll() is not None
-            failures += _report_tasks(home, dag_id, ds, since, seen)
-            if done:
-                break
-            run_state = airflow_local.finished_run_state(home, dag_id, ds, since)
-            over_since = over_since or (time.monotonic() if run_state else None)
-            if over_since and time.monotonic() - over_since > SHUTDOWN_GRACE_S:
-                # Airflow's LocalExecutor can wait forever at shutdown on a worker that never gets its
-                # stop message (apache/airflow#45329); the run itself is over and recorded.
-                print(f"  {dag_id} {ds}: the run is over ({run_state}) but `airflow dags test` has not exited "
-                      f"after {SHUTDOWN_GRACE_S:.0f} s; stopping it", flush=True)
-                _stop_process_tree(proc.pid)
-                proc.wait()
-                break
+    return run_dags([(dag_id, ds)], env, poll_s)[0]
+
+
+def run_dags(runs: list[tuple[str, str]], env: dict, poll_s: float = 2.0) -> list[float]:
+    """Run DAG runs at once, each through `airflow dags test` (as the scheduler runs DAGs that wait
+    on the same inputs): the seconds of each. Raises, once all have ended, if one failed."""
+    active = []
+    for dag_id, ds in runs:
+        if active:
+            # Each `dags test` writes its DAG and run to the SQLite metadata database as it starts.
+            active[-1].wait_started(timeout=30)
+        active.append(_DagTest(dag_id, ds, env))
+    pending = list(active)
+    while pending:
+        pending = [run for run in pending if not run.poll()]
+        if pending:
             time.sleep(poll_s)
-    seconds = time.monotonic() - started
-    # `airflow dags test` exits non-zero when the run failed; a stopped one by the recorded state.
-    failed = run_state != "success" if over_since else proc.returncode != 0
-    status = "failed" if failed else "success"
-    print(f"  {dag_id:<24} {ds}  {status:<8} {seconds:6.1f} s   (log: {log})", flush=True)
-    if failed:
-        where = f"; task logs: {', '.join(failures)}" if failures else ""
-        raise RuntimeError(f"DAG {dag_id} failed for {ds}; see {log}{where}")
-    return seconds
+    failures = [run.failure for run in active if run.failure]
+    if failures:
+        raise RuntimeError("; ".join(failures))
+    return [run.seconds for run in active]
+
+
+class _DagTest:
+    """One `airflow dags test <dag> <ds> --use-executor` in the background, polled by `run_dags`."""
+
+    def __init__(self, dag_id: str, ds: str, env: dict):
+        self.dag_id, self.ds, self.env = dag_id, ds, env
+        self.home = Path(env["AIRFLOW_HOME"])
+        self.log = self.home / "logs" / f"dags_test_{dag_id}_{ds}.log"
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.started = time.monotonic()
+        self.since = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
+        self.seen: set[tuple] = set()
+        self.failed_logs: list[str] = []
+        self.run_state, self.over_since = None, None
+        self.seconds, self.failure = 0.0, None
+        with open(self.log, "w") as out:
+            self.proc = airflow_local.airflow_background("dags", "test", dag_id, ds, "--use-executor", env=env,
+                                                         stdout=out)
+
+    def wait_started(self, timeout: float) -> None:
+        """Until this run is in the metadata database (or `timeout` seconds, or its process ended)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None and not airflow_local.query_metadata(
+                self.home, "select 1 from dag_run where dag_id = ? and substr(logical_date, 1, 10) = ? "
+                           "and run_id >= ?", (self.dag_id, self.ds, "manual__" + self.since.replace(" ", "T"))):
+            time.sleep(0.5)
+
+    def poll(self) -> bool:
+        """Print the tasks finished since the last look; True once the run has ended."""
+        done = self.proc.poll() is not None
+        self.failed_logs += _report_tasks(self.home, self.dag_id, self.ds, self.since, self.seen)
+        if not done:
+            self.run_state = airflow_local.finished_run_state(self.home, self.dag_id, self.ds, self.since)
+            self.over_since = self.over_since or (time.monotonic() if self.run_state else None)
+            if not (self.over_since and time.monotonic() - self.over_since > SHUTDOWN_GRACE_S):
+                return False
+            # Airflow's LocalExecutor can wait forever at shutdown on a worker that never gets its
+            # stop message (apache/airflow#45329); the run itself is over and recorded.
+            print(f"  {self.dag_id} {self.ds}: the run is over ({self.run_state}) but `airflow dags test` has not "
+                  f"exited after {SHUTDOWN_GRACE_S:.0f} s; stopping it", flush=True)
+            _stop_process_tree(self.proc.pid)
+            self.proc.wait()
+        self.seconds = time.monotonic() - self.started
+        # `airflow dags test` exits non-zero when the run failed; a stopped one by the recorded state.
+        failed = self.run_state != "success" if self.over_since else self.proc.returncode != 0
+        status = "failed" if failed else "success"
+        print(f"  {self.dag_id:<24} {self.ds}  {status:<8} {self.seconds:6.1f} s   (log: {self.log})", flush=True)
+        if failed:
+            where = f"; task logs: {', '.join(self.failed_logs)}" if self.failed_logs else ""
+            self.failure = f"DAG {self.dag_id} failed for {self.ds}; see {self.log}{where}"
+        return True
 
 
 def _stop_process_tree(pid: int) -> None:
@@ -161,18 +200,25 @@ def check_snapshot_chain(first_ds: str, env: dict) -> None:
             "success in the UI, or give this run its own OSTAP_AIRFLOW_HOME.")
 
 
-def run_plan(runs: list[tuple[str, str]], env: dict, spark_tasks: str = "connect"
-             ) -> tuple[list[tuple[str, str, float]], float]:
-    """Run (dag_id, ds) runs in order through the embedded Airflow of `env` (migrated, its serving
-    Redis set): [(dag_id, ds, seconds)] and the wall time, the Spark engine's start included."""
+def run_plan(stages: list[list[tuple[str, str]]], env: dict, spark_tasks: str = "connect"
+             ) -> tuple[list[tuple[str, str, float]], float, dict[str, float]]:
+    """Run stages of (dag_id, ds) runs in order, the runs of a stage at once, through the embedded
+    Airflow of `env` (migrated, its serving Redis set): [(dag_id, ds, seconds)], the wall time (the
+    Spark engine's start included) and the wall time of each date's stages."""
     timings: list[tuple[str, str, float]] = []
+    walls: dict[str, float] = {}
     started = time.monotonic()
     with airflow_local.spark_connect(env, spark_tasks) as url, airflow_local.api_server(env):
-        print(f"running the DAGs through Airflow: {len(runs)} DAG runs (AIRFLOW_HOME={env['AIRFLOW_HOME']}, "
-              f"Spark tasks on {url or 'spark-submit'}, serving Redis {env.get('OSTAP_REDIS_URL')})", flush=True)
-        for dag_id, ds in runs:
-            timings.append((dag_id, ds, run_dag(dag_id, ds, env)))
-    return timings, time.monotonic() - started
+        print(f"running the DAGs through Airflow: {sum(map(len, stages))} DAG runs "
+              f"(AIRFLOW_HOME={env['AIRFLOW_HOME']}, Spark tasks on {url or 'spark-submit'}, serving Redis "
+              f"{env.get('OSTAP_REDIS_URL')})", flush=True)
+        for stage in stages:
+            stage_started = time.monotonic()
+            timings += [(dag_id, ds, seconds) for (dag_id, ds), seconds in zip(stage, run_dags(stage, env),
+                                                                                strict=True)]
+            ds = stage[0][1]
+            walls[ds] = walls.get(ds, 0.0) + time.monotonic() - stage_started
+    return timings, time.monotonic() - started, walls
 
 
 def run_dates(dates: list[str], root: str | None = None, spark_tasks: str = "connect") -> int:
@@ -186,7 +232,7 @@ def run_dates(dates: list[str], root: str | None = None, spark_tasks: str = "con
     airflow_local.migrate(env)
     check_snapshot_chain(min(dates), env)
     redis_url = airflow_local.serving_redis(env)
-    timings, total = run_plan(plan(dates), env, spark_tasks)
+    timings, total, walls = run_plan(plan(dates), env, spark_tasks)
     print()
     print("published tables (rows per date):")
     counts = [r for r in catalog.partition_counts(root) if r[1] in dates]
@@ -200,6 +246,8 @@ def run_dates(dates: list[str], root: str | None = None, spark_tasks: str = "con
     for ds in dates:
         path = report.write_run_report(root, ds, timings=[t for t in timings if t[1] == ds])
         print(f"run report for {ds}: {path}")
+    for ds in dates:
+        print(f"{ds}: the DAG runs of the date took {walls[ds]:.1f} s")
     print(f"pipeline wall time: {total:.1f} s for {len(timings)} DAG runs "
           f"(warehouse {root})")
     print(serving_summary(redis_url, airflow_local.redis_dir(env)))
