@@ -126,40 +126,50 @@ def start(folder: str | Path, port: int | None = None, master: str = "local[*]",
     return server
 
 
-def warm_up(url: str, folder: Path) -> float | None:
+def warm_up(url: str, folder: Path, timeout: float = 300.0) -> float | None:
     """Run one small job of the kinds the tasks run (a window ranking, a join, an aggregate, a
     Parquet write and read, a pandas UDF) on the new server, so that its first tasks find Spark's
-    code compiled and its Python workers started: cold, the first two snapshot tasks of a day took
-    35-61 s against 8-11 s warm. Seconds taken; None (and a warning) when it failed, which costs
-    only speed."""
+    code compiled and its Python workers started. In a process of its own: a Spark Connect session
+    changes pyspark's process-wide mode. Seconds taken; None (and a warning) when it failed, which
+    costs only speed."""
     import logging
     import shutil
 
+    started = time.monotonic()
+    scratch = folder / "warm_up"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    try:
+        done = subprocess.run([sys.executable, "-c", "import sys; from jobs.local.connect_server import "
+                               "_warm_up_job; _warm_up_job(sys.argv[1], sys.argv[2])", url, str(scratch)],
+                              env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        done = None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if done is None or done.returncode != 0:
+        why = "timed out" if done is None else (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        logging.getLogger(__name__).warning("warming up the Spark Connect server at %s failed (its first tasks "
+                                            "will only be slower): %s", url, why)
+        return None
+    return time.monotonic() - started
+
+
+def _warm_up_job(url: str, scratch: str) -> None:
     from pyspark.sql import SparkSession, Window
     from pyspark.sql import functions as F
 
-    started = time.monotonic()
-    scratch = folder / "warm_up"
-    spark = None
+    spark = SparkSession.builder.remote(url).create()
     try:
-        spark = SparkSession.builder.remote(url).create()
         rows = spark.range(200_000).select((F.col("id") % 5_000).alias("key"), F.col("id").alias("seq"),
                                            (F.col("id") * 7 % 13).alias("value"))
         latest = (rows.withColumn("rank", F.row_number().over(Window.partitionBy("key").orderBy(F.desc("seq"))))
                   .where("rank = 1"))
         counted = rows.groupBy("key").agg(F.count("*").alias("rows"), F.max("value").alias("top"))
-        latest.join(counted, "key").write.mode("overwrite").parquet(str(scratch))
-        written = spark.read.parquet(str(scratch))
+        latest.join(counted, "key").write.mode("overwrite").parquet(scratch)
+        written = spark.read.parquet(scratch)
         written.groupBy("top").applyInPandas(lambda frame: frame.head(1), written.schema).count()
-    except Exception as error:  # noqa: BLE001 - a cold server is only slower
-        logging.getLogger(__name__).warning("warming up the Spark Connect server at %s failed (its first tasks "
-                                            "will only be slower): %s", url, str(error).splitlines()[0][:300])
-        return None
     finally:
-        if spark is not None:
-            spark.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
-    return time.monotonic() - started
+        spark.stop()
 
 
 def _kill_group(pid: int, sig: int) -> None:
