@@ -101,15 +101,10 @@ def start(folder: str | Path, port: int | None = None, master: str = "local[*]",
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    env = dict(os.environ)
-    # The server's Python workers run the jobs' pandas UDFs (applyInPandas): the project's interpreter and code.
-    env.update({"PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
-                "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-                "GX_ANALYTICS_ENABLED": "false"})
-    env.pop("PYSPARK_GATEWAY_PORT", None)
     with open(folder / "server.log", "ab") as log:
-        process = subprocess.Popen(server_command(port, master, warehouse, conf), env=env, stdin=subprocess.DEVNULL,
-                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+        process = subprocess.Popen(server_command(port, master, warehouse, conf), env=_process_env(),
+                                   stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True, close_fds=True)
     failure = wait_ready(process, lambda: answers(port), timeout, pause=0.2)
     if failure == "exited":
         raise OstapError(f"the Spark Connect server exited with code {process.returncode}: "
@@ -137,11 +132,10 @@ def warm_up(url: str, folder: Path, timeout: float = 300.0) -> float | None:
 
     started = time.monotonic()
     scratch = folder / "warm_up"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     try:
         done = subprocess.run([sys.executable, "-c", "import sys; from jobs.local.connect_server import "
                                "_warm_up_job; _warm_up_job(sys.argv[1], sys.argv[2])", url, str(scratch)],
-                              env=env, capture_output=True, text=True, timeout=timeout)
+                              env=_process_env(), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         done = None
     finally:
@@ -170,6 +164,16 @@ def _warm_up_job(url: str, scratch: str) -> None:
         written.groupBy("top").applyInPandas(lambda frame: frame.head(1), written.schema).count()
     finally:
         spark.stop()
+
+
+def _process_env() -> dict[str, str]:
+    """The environment of the server and of its warm-up client. The server's Python workers run the
+    jobs' pandas UDFs (applyInPandas): the project's interpreter and code."""
+    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+               GX_ANALYTICS_ENABLED="false")
+    env.pop("PYSPARK_GATEWAY_PORT", None)
+    return env
 
 
 def _kill_group(pid: int, sig: int) -> None:
@@ -237,10 +241,8 @@ def run_in_foreground(host: str, port: int, master: str, warehouse: str, conf: d
     """Replace this process with the server (next to a cluster's master: docker/compose.yaml), so
     that its supervisor's signals and exit code are the server's own."""
     command = server_command(port, master, warehouse, conf, host=host)
-    env = dict(os.environ, PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
-    env.pop("PYSPARK_GATEWAY_PORT", None)
     sys.stdout.flush()
-    os.execve(command[0], command, env)
+    os.execve(command[0], command, _process_env())
 
 
 def run(args, ctx) -> int:

@@ -66,7 +66,7 @@ class _DagTest:
     """One `airflow dags test <dag> <ds> --use-executor` in the background, polled by `run_dags`."""
 
     def __init__(self, dag_id: str, ds: str, env: dict):
-        self.dag_id, self.ds, self.env = dag_id, ds, env
+        self.dag_id, self.ds = dag_id, ds
         self.home = Path(env["AIRFLOW_HOME"])
         self.log = self.home / "logs" / f"dags_test_{dag_id}_{ds}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
